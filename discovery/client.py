@@ -1,0 +1,112 @@
+"""Service-to-service calls through discovery: ``client.get("catalog", "/prices")``.
+
+Uses the same snapshot and balancers as the gateway: only passing instances, power of two
+choices by default, and a failed connection is retried on another instance.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterable
+from typing import Any
+
+import requests
+from urllib3.exceptions import NewConnectionError
+
+from discovery.balancer import DEFAULT_STRATEGY, Picker, make_picker
+from discovery.errors import NoInstanceError
+from discovery.settings import ConsulSettings
+from discovery.stats import StatsTable
+from discovery.watcher import CatalogWatcher
+
+IDEMPOTENT = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE"})
+
+
+def _never_sent(exc: requests.ConnectionError) -> bool:
+    """True if the connection failed before the request left, so any method may be retried."""
+    reason = getattr(exc.args[0], "reason", None) if exc.args else None
+    return isinstance(exc, requests.ConnectTimeout) or isinstance(reason, NewConnectionError)
+
+
+class ServiceClient:
+    """Calls instances of other services; starts watching Consul on first use."""
+
+    def __init__(
+        self,
+        consul: ConsulSettings,
+        services: Iterable[str],
+        strategy: str = DEFAULT_STRATEGY,
+        timeout: float = 5.0,
+        max_attempts: int = 3,
+    ) -> None:
+        self.watcher = CatalogWatcher(consul, services=services)
+        self.stats = StatsTable()
+        self._picker: Picker = make_picker(strategy, self.stats)
+        self.timeout = timeout
+        self.max_attempts = max_attempts
+        self._local = threading.local()
+        self._start_lock = threading.Lock()
+        self._started = False
+
+    def _session(self) -> requests.Session:
+        session: requests.Session | None = getattr(self._local, "session", None)
+        if session is None:
+            session = self._local.session = requests.Session()
+        return session
+
+    def _ensure_started(self) -> None:
+        if self._started:
+            return
+        with self._start_lock:
+            if not self._started:
+                self.watcher.start()
+                self._started = True
+        self.watcher.wait_ready(self.timeout)
+
+    def request(self, service: str, method: str, path: str, **kwargs: Any) -> requests.Response:
+        """Send one request to a passing instance of *service*; raise NoInstanceError if none."""
+        self._ensure_started()
+        kwargs.setdefault("timeout", self.timeout)
+        tried: set[str] = set()
+        last_error: Exception = NoInstanceError(service)
+        for _ in range(self.max_attempts):
+            entry = self.watcher.services.get(service)
+            now = time.monotonic()
+            candidates = [
+                i
+                for i in (entry.passing if entry else ())
+                if i.id not in tried and not self.stats.is_ejected(i.id, now)
+            ]
+            if not candidates:
+                break
+            instance = self._picker.pick(candidates)
+            tried.add(instance.id)
+            stats = self.stats.get(instance.id)
+            started = time.monotonic()
+            stats.begin()
+            try:
+                response = self._session().request(
+                    method, f"http://{instance.address}:{instance.port}{path}", **kwargs
+                )
+            except requests.ConnectionError as exc:
+                stats.end(time.monotonic() - started, self.stats.decay)
+                self.stats.record_failure(
+                    instance.id, [i.id for i in entry.passing] if entry else [], eject_now=True
+                )
+                last_error = exc
+                if method.upper() in IDEMPOTENT or _never_sent(exc):
+                    continue
+                raise
+            stats.end(time.monotonic() - started, self.stats.decay)
+            self.stats.record_success(instance.id)
+            return response
+        raise last_error
+
+    def get(self, service: str, path: str, **kwargs: Any) -> requests.Response:
+        """``GET`` *path* on an instance of *service*."""
+        return self.request(service, "GET", path, **kwargs)
+
+    def close(self) -> None:
+        """Stop watching Consul."""
+        self.watcher.stop()

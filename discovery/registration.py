@@ -1,0 +1,135 @@
+"""Registers one service instance in Consul, keeps it registered, and deregisters it.
+
+The registration carries an HTTP check on the instance's ``/health``. Consul marks the check
+critical until its first successful run, so the gateway never routes to an instance that has
+not answered a health check yet.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from typing import Any
+
+import consul
+import requests
+
+from discovery.backoff import Backoff
+from discovery.consul_client import make_client
+from discovery.durations import format_duration
+from discovery.errors import RegistrationError
+from discovery.settings import ServiceSettings
+
+log = logging.getLogger(__name__)
+
+# What a failed call to the agent can raise: py-consul's errors and the transport's.
+CONSUL_ERRORS = (consul.ConsulException, requests.RequestException, OSError)
+
+
+class Registrar:
+    """Owns the Consul registration of one instance; gunicorn's master drives it."""
+
+    def __init__(self, settings: ServiceSettings, client: consul.Consul | None = None) -> None:
+        self.settings = settings
+        self.service_id = settings.instance_id
+        self._client = client or make_client(settings.consul)
+        self._stop = threading.Event()
+        # Held around deregistration and keepalive re-registration, so that a keepalive
+        # racing with shutdown can never register the instance again after it left.
+        self._lock = threading.Lock()
+        self._keepalive: threading.Thread | None = None
+
+    def definition(self) -> dict[str, Any]:
+        """The keyword arguments of py-consul's ``agent.service.register``."""
+        s = self.settings
+        check = consul.Check.http(
+            s.health_url,
+            interval=format_duration(s.check_interval),
+            timeout=format_duration(s.check_timeout),
+            deregister=format_duration(s.deregister_after),
+        )
+        return {
+            "name": s.name,
+            "service_id": self.service_id,
+            "address": s.address,
+            "port": s.port,
+            "tags": list(s.tags),
+            "meta": dict(s.meta),
+            "check": check,
+            "replace_existing_checks": True,
+        }
+
+    def register_once(self, client: consul.Consul | None = None) -> None:
+        """Register with the agent; raise what the agent or the transport raised."""
+        if not (client or self._client).agent.service.register(**self.definition()):
+            raise RegistrationError(f"Consul refused the registration of {self.service_id}")
+
+    def register(self) -> None:
+        """Register, retrying with backoff until ``register_timeout`` runs out, then raise."""
+        deadline = time.monotonic() + self.settings.register_timeout
+        backoff = Backoff(base=0.2, cap=5.0)
+        while True:
+            try:
+                self.register_once()
+            except CONSUL_ERRORS as exc:
+                delay = backoff.next_delay()
+                if time.monotonic() + delay > deadline:
+                    raise RegistrationError(
+                        f"could not register {self.service_id} with Consul at "
+                        f"{self.settings.consul.url} within "
+                        f"{self.settings.register_timeout:g}s: {exc}"
+                    ) from exc
+                log.warning(
+                    "registering %s failed (%s); retrying in %.1fs", self.service_id, exc, delay
+                )
+                time.sleep(delay)
+            else:
+                log.info(
+                    "registered %s at %s:%d",
+                    self.service_id,
+                    self.settings.address,
+                    self.settings.port,
+                )
+                return
+
+    def deregister(self) -> None:
+        """Remove the instance from Consul; an instance Consul no longer knows is not an error."""
+        self._stop.set()
+        with self._lock:
+            try:
+                self._client.agent.service.deregister(self.service_id)
+            except consul.NotFound:
+                log.info("%s was already deregistered", self.service_id)
+            except CONSUL_ERRORS as exc:
+                log.warning("deregistering %s failed: %s", self.service_id, exc)
+            else:
+                log.info("deregistered %s", self.service_id)
+
+    def is_registered(self, client: consul.Consul | None = None) -> bool:
+        """Whether the local agent still knows this instance."""
+        try:
+            (client or self._client).agent.service_definition(self.service_id)
+        except consul.NotFound:
+            return False
+        return True
+
+    def start_keepalive(self, period: float | None = None) -> None:
+        """Re-register in the background whenever the agent forgets this instance."""
+        period = period or max(1.0, min(10.0, self.settings.check_interval))
+        self._keepalive = threading.Thread(
+            target=self._keepalive_loop, args=(period,), name="consul-keepalive", daemon=True
+        )
+        self._keepalive.start()
+
+    def _keepalive_loop(self, period: float) -> None:
+        # A separate client: py-consul's requests.Session is not shared across threads.
+        client = make_client(self.settings.consul)
+        while not self._stop.wait(period):
+            try:
+                with self._lock:
+                    if not self._stop.is_set() and not self.is_registered(client):
+                        log.warning("Consul forgot %s; registering again", self.service_id)
+                        self.register_once(client)
+            except CONSUL_ERRORS as exc:
+                log.debug("keepalive for %s: Consul unreachable (%s)", self.service_id, exc)

@@ -1,0 +1,121 @@
+"""Settings of a service instance and of its Consul agent, parsed once from the environment."""
+
+from __future__ import annotations
+
+import os
+import re
+import socket
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from urllib.parse import urlsplit
+
+from discovery import env as e
+from discovery.errors import SettingsError
+
+_NAME = re.compile(r"^[a-z][a-z0-9-]{0,62}$")
+# Consul rejects meta keys outside this alphabet (agent/structs ValidateServiceMetadata).
+_META_KEY = re.compile(r"^[A-Za-z0-9_-]{1,128}$")
+
+
+@dataclass(frozen=True)
+class ConsulSettings:
+    """Where the Consul agent is and how to authenticate to it."""
+
+    scheme: str = "http"
+    host: str = "127.0.0.1"
+    port: int = 8500
+    token: str | None = field(default=None, repr=False)
+
+    @property
+    def url(self) -> str:
+        """The agent's base URL, e.g. ``http://127.0.0.1:8500``."""
+        return f"{self.scheme}://{self.host}:{self.port}"
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> ConsulSettings:
+        """Read ``CONSUL_HTTP_ADDR`` and ``CONSUL_HTTP_TOKEN``."""
+        env = os.environ if environ is None else environ
+        raw = e.get_str(env, "CONSUL_HTTP_ADDR", "http://127.0.0.1:8500")
+        parts = urlsplit(raw if "://" in raw else f"http://{raw}")
+        problem = f"CONSUL_HTTP_ADDR: expected http(s)://host:port or host:port, got {raw!r}"
+        if (
+            parts.scheme not in {"http", "https"}
+            or not parts.hostname
+            or parts.path not in {"", "/"}
+        ):
+            raise SettingsError(problem)
+        try:
+            port = parts.port or (443 if parts.scheme == "https" else 8500)
+        except ValueError:
+            raise SettingsError(problem) from None
+        token = env.get("CONSUL_HTTP_TOKEN", "").strip() or None
+        return cls(scheme=parts.scheme, host=parts.hostname, port=port, token=token)
+
+
+def routable_address() -> str:
+    """This host's address as other hosts see it (a container's own IP under Docker)."""
+    try:
+        return socket.gethostbyname(socket.gethostname())
+    except OSError:
+        return "127.0.0.1"
+
+
+@dataclass(frozen=True)
+class ServiceSettings:
+    """How one instance of a service registers itself in Consul."""
+
+    name: str
+    port: int
+    address: str
+    tags: tuple[str, ...] = ()
+    meta: Mapping[str, str] = field(default_factory=dict)
+    check_interval: float = 2.0
+    check_timeout: float = 1.0
+    deregister_after: float = 60.0
+    register_timeout: float = 60.0
+    drain_delay: float = 1.0
+    consul: ConsulSettings = field(default_factory=ConsulSettings)
+
+    @property
+    def instance_id(self) -> str:
+        """A unique ID per instance, ``name-host-port``, so replicas never overwrite each other."""
+        return f"{self.name}-{socket.gethostname()}-{self.port}"
+
+    @property
+    def health_url(self) -> str:
+        """The URL Consul's HTTP check polls."""
+        return f"http://{self.address}:{self.port}/health"
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> ServiceSettings:
+        """Read the ``SERVICE_*`` variables; a bad value raises SettingsError naming it."""
+        env = os.environ if environ is None else environ
+        name = e.get_str(env, "SERVICE_NAME")
+        if not _NAME.match(name):
+            raise SettingsError(
+                f"SERVICE_NAME: expected a lowercase DNS label such as 'catalog', got {name!r}"
+            )
+        meta = e.get_map(env, "SERVICE_META")
+        for key in meta:
+            if not _META_KEY.match(key):
+                raise SettingsError(
+                    f"SERVICE_META: key {key!r} may only use letters, digits, '-' and '_'"
+                )
+        interval = e.get_duration(env, "SERVICE_CHECK_INTERVAL", "2s", lo=0.1, hi=3600)
+        timeout = e.get_duration(env, "SERVICE_CHECK_TIMEOUT", "1s", lo=0.1, hi=3600)
+        if timeout > interval:
+            raise SettingsError("SERVICE_CHECK_TIMEOUT: must not exceed SERVICE_CHECK_INTERVAL")
+        return cls(
+            name=name,
+            port=e.get_int(env, "SERVICE_PORT", 8000, 1, 65535),
+            address=e.get_str(env, "SERVICE_ADDRESS", "") or routable_address(),
+            tags=e.get_list(env, "SERVICE_TAGS"),
+            meta=meta,
+            check_interval=interval,
+            check_timeout=timeout,
+            # Consul itself never reaps sooner than one minute after a check turns critical.
+            deregister_after=e.get_duration(env, "SERVICE_DEREGISTER_AFTER", "1m", lo=1, hi=86400),
+            register_timeout=e.get_duration(env, "SERVICE_REGISTER_TIMEOUT", "60s", lo=0, hi=3600),
+            drain_delay=e.get_duration(env, "SERVICE_DRAIN_DELAY", "1s", lo=0, hi=300),
+            consul=ConsulSettings.from_env(env),
+        )

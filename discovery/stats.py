@@ -1,0 +1,133 @@
+"""Per-instance runtime state shared by the balancers: load, latency and passive health.
+
+Every process keeps its own table. The balancers read it to choose an instance, and the caller
+feeds it after each attempt. Outlier ejection follows Envoy's model: consecutive failures eject
+an instance for ``base * 2**(ejections)`` seconds, capped, and never more than
+``max_ejected_fraction`` of a service's instances at once.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+# Latency assumed for an instance that has answered nothing yet.
+DEFAULT_RTT = 0.005
+
+
+@dataclass
+class InstanceStats:
+    """Mutable counters of one instance; every change happens under its lock."""
+
+    outstanding: int = 0
+    ewma: float = DEFAULT_RTT
+    ewma_at: float = field(default_factory=time.monotonic)
+    consecutive_failures: int = 0
+    ejections: int = 0
+    ejected_until: float = 0.0
+    lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    def begin(self) -> None:
+        """A request to this instance starts."""
+        with self.lock:
+            self.outstanding += 1
+
+    def end(self, rtt: float, decay: float) -> None:
+        """A request ends after *rtt* seconds; fold it into the peak EWMA.
+
+        Peak EWMA (as in Finagle and Linkerd) jumps straight up to a slower observation and
+        decays back down with time constant *decay*, so a replica that turns slow loses traffic
+        at once and wins it back gradually.
+        """
+        with self.lock:
+            self.outstanding -= 1
+            now = time.monotonic()
+            if rtt > self.ewma:
+                self.ewma = rtt
+            else:
+                w = math.exp(-(now - self.ewma_at) / decay)
+                self.ewma = self.ewma * w + rtt * (1 - w)
+            self.ewma_at = now
+
+    def cost(self) -> float:
+        """Expected wait if one more request is sent here (peak EWMA times the queue)."""
+        return self.ewma * (self.outstanding + 1)
+
+
+@dataclass(frozen=True)
+class EjectionPolicy:
+    """When consecutive failures take an instance out of rotation, and for how long."""
+
+    consecutive_failures: int = 3
+    base_seconds: float = 5.0
+    max_seconds: float = 120.0
+    max_ejected_fraction: float = 0.5
+
+
+class StatsTable:
+    """The InstanceStats of every instance this process has talked to, by instance ID."""
+
+    def __init__(self, policy: EjectionPolicy | None = None, decay: float = 10.0) -> None:
+        self.policy = policy or EjectionPolicy()
+        self.decay = decay
+        self._stats: dict[str, InstanceStats] = {}
+
+    def get(self, instance_id: str) -> InstanceStats:
+        """The stats of *instance_id*, created on first use."""
+        stats = self._stats.get(instance_id)
+        if stats is None:
+            stats = self._stats.setdefault(instance_id, InstanceStats())
+        return stats
+
+    def record_success(self, instance_id: str) -> None:
+        """The instance answered: its failure streak ends."""
+        stats = self.get(instance_id)
+        if stats.consecutive_failures:
+            with stats.lock:
+                stats.consecutive_failures = 0
+
+    def record_failure(
+        self, instance_id: str, peer_ids: Sequence[str], eject_now: bool = False
+    ) -> bool:
+        """Count a failure; return True if the instance is now ejected.
+
+        *peer_ids* are the service's instances, which bound how many may be ejected at once.
+        *eject_now* ejects at once (a refused connection means the process is gone).
+        """
+        stats = self.get(instance_id)
+        now = time.monotonic()
+        with stats.lock:
+            stats.consecutive_failures += 1
+            if stats.ejected_until > now:
+                return True
+            if not eject_now and stats.consecutive_failures < self.policy.consecutive_failures:
+                return False
+        limit = self.policy.max_ejected_fraction * len(peer_ids)
+        if self.ejected_count(peer_ids) + 1 > limit:
+            return False
+        with stats.lock:
+            seconds = min(self.policy.max_seconds, self.policy.base_seconds * 2**stats.ejections)
+            stats.ejections += 1
+            stats.ejected_until = now + seconds
+        return True
+
+    def is_ejected(self, instance_id: str, now: float) -> bool:
+        """Whether the instance is out of rotation at *now*."""
+        stats = self._stats.get(instance_id)
+        return stats is not None and stats.ejected_until > now
+
+    def ejected_count(self, instance_ids: Sequence[str]) -> int:
+        """How many of *instance_ids* are ejected right now."""
+        now = time.monotonic()
+        return sum(1 for i in instance_ids if self.is_ejected(i, now))
+
+    def forget_ejection(self, instance_id: str) -> None:
+        """Consul reports the instance passing after it was gone: give it a clean slate."""
+        stats = self._stats.get(instance_id)
+        if stats is not None:
+            with stats.lock:
+                stats.ejected_until = 0.0
+                stats.consecutive_failures = 0
