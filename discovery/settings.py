@@ -52,6 +52,11 @@ class ConsulSettings:
         return cls(scheme=parts.scheme, host=parts.hostname, port=port, token=token)
 
 
+def instance_id(name: str, port: int) -> str:
+    """A unique ID per instance, ``name-host-port``, so replicas never overwrite each other."""
+    return f"{name}-{socket.gethostname()}-{port}"
+
+
 def routable_address() -> str:
     """This host's address as other hosts see it (a container's own IP under Docker)."""
     try:
@@ -78,8 +83,8 @@ class ServiceSettings:
 
     @property
     def instance_id(self) -> str:
-        """A unique ID per instance, ``name-host-port``, so replicas never overwrite each other."""
-        return f"{self.name}-{socket.gethostname()}-{self.port}"
+        """This instance's Consul service ID (see :func:`instance_id`)."""
+        return instance_id(self.name, self.port)
 
     @property
     def health_url(self) -> str:

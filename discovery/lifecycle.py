@@ -1,0 +1,64 @@
+"""gunicorn server hooks that tie an instance's Consul registration to the master process.
+
+They run in the master, so an instance registers once, however many workers it has. Shutdown
+follows the order that loses no request: on SIGTERM the instance first leaves Consul, then
+keeps serving for ``SERVICE_DRAIN_DELAY`` while every watcher (the gateway, other services)
+drops it, and only then lets gunicorn stop accepting and drain in-flight requests.
+
+Use from a gunicorn config file::
+
+    from discovery.lifecycle import on_exit, on_starting, when_ready
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+import time
+from typing import Any
+
+from discovery.errors import RegistrationError, SettingsError
+from discovery.registration import Registrar
+from discovery.settings import ServiceSettings
+
+log = logging.getLogger(__name__)
+_registrar: Registrar | None = None
+
+
+def on_starting(server: Any) -> None:
+    """Validate the settings before anything binds; a bad variable stops startup by name."""
+    try:
+        ServiceSettings.from_env()
+    except SettingsError as exc:
+        sys.stderr.write(f"configuration error: {exc}\n")
+        sys.exit(2)
+
+
+def when_ready(server: Any) -> None:
+    """Register in Consul once the listening socket exists, and arm the drain on SIGTERM."""
+    global _registrar
+    settings = ServiceSettings.from_env()
+    registrar = Registrar(settings)
+    try:
+        registrar.register()
+    except RegistrationError as exc:
+        server.log.error("%s", exc)
+        sys.exit(3)
+    registrar.start_keepalive()
+    _registrar = registrar
+    terminate = server.handle_term
+
+    def deregister_then_terminate() -> None:
+        registrar.deregister()
+        server.log.info("deregistered; draining for %.1fs before shutdown", settings.drain_delay)
+        time.sleep(settings.drain_delay)
+        terminate()
+
+    # gunicorn dispatches SIGTERM to ``handle_term`` by attribute lookup on the arbiter.
+    server.handle_term = deregister_then_terminate
+
+
+def on_exit(server: Any) -> None:
+    """Deregister on every way out (SIGINT, SIGQUIT, errors); a second call is harmless."""
+    if _registrar is not None:
+        _registrar.deregister()

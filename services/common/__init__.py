@@ -1,0 +1,1 @@
+"""Flask building blocks every sample service shares: identity, health, errors and fault knobs."""

@@ -1,0 +1,93 @@
+"""Fault knobs: added latency, an error rate and a failing ``/health``, to drive chaos tests.
+
+Set at startup with ``FAULT_LATENCY`` (a duration), ``FAULT_ERROR_RATE`` (0 to 1) and
+``FAULT_FAIL_HEALTH`` (true/false), and changed at run time with
+``PUT /admin/faults {"latency_ms": 200, "error_rate": 0.1, "fail_health": false}``.
+The knobs are per process; the samples run one gunicorn worker per instance by default.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import time
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from flask import Blueprint, abort, current_app, jsonify, request
+from flask.typing import ResponseReturnValue
+
+from discovery import env
+
+
+@dataclass
+class Faults:
+    """The current fault settings of this process."""
+
+    latency_ms: float = 0.0
+    error_rate: float = 0.0
+    fail_health: bool = False
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> Faults:
+        """Read the ``FAULT_*`` variables."""
+        e = os.environ if environ is None else environ
+        return cls(
+            latency_ms=env.get_duration(e, "FAULT_LATENCY", "0s", hi=60) * 1000,
+            error_rate=env.get_float(e, "FAULT_ERROR_RATE", 0.0, 0.0, 1.0),
+            fail_health=env.get_bool(e, "FAULT_FAIL_HEALTH", False),
+        )
+
+    def update(self, data: Any) -> list[str]:
+        """Apply a JSON update; return the problems found, changing nothing if there are any."""
+        if not isinstance(data, dict):
+            return ["body must be a JSON object"]
+        limits = {"latency_ms": 60_000.0, "error_rate": 1.0}
+        problems: list[str] = []
+        changes: dict[str, float | bool] = {}
+        for key, value in data.items():
+            if key == "fail_health" and isinstance(value, bool):
+                changes[key] = value
+            elif key in limits and _number(value) and 0 <= value <= limits[key]:
+                changes[key] = float(value)
+            else:
+                problems.append(f"{key}: unknown knob or invalid value {value!r}")
+        if not problems:
+            for key, value in changes.items():
+                setattr(self, key, value)
+        return problems
+
+    def before_request(self) -> None:
+        """Apply latency and the error rate to every request except health and admin."""
+        if self.latency_ms:
+            time.sleep(self.latency_ms / 1000)
+        if self.error_rate and random.random() < self.error_rate:
+            abort(500, description="injected fault (error_rate)")
+
+
+def _number(value: object) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+bp = Blueprint("faults", __name__)
+
+
+def _faults() -> Faults:
+    faults: Faults = current_app.extensions["faults"]
+    return faults
+
+
+@bp.get("/admin/faults")
+def show() -> ResponseReturnValue:
+    """The current fault settings."""
+    return jsonify(asdict(_faults()))
+
+
+@bp.put("/admin/faults")
+def change() -> ResponseReturnValue:
+    """Change some fault settings; unknown knobs or bad values give 400 and change nothing."""
+    problems = _faults().update(request.get_json(silent=True))
+    if problems:
+        return jsonify(error="invalid fault settings", problems=problems), 400
+    return jsonify(asdict(_faults()))
