@@ -1,0 +1,43 @@
+"""The gateway's WSGI entry point: ``/_gateway/*`` goes to Flask, everything else to the proxy.
+
+gunicorn serves ``gateway.app:create_app()``; each worker process builds its own watcher, so
+every worker routes from a live Consul snapshot without sharing state.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+from discovery.watcher import CatalogWatcher
+from gateway.admin import create_admin_app
+from gateway.proxy import Proxy
+from gateway.responses import StartResponse
+from gateway.settings import GatewaySettings
+
+ADMIN_PREFIX = "/_gateway/"
+
+
+class Gateway:
+    """Dispatches between the admin app and the proxy core with one string comparison."""
+
+    def __init__(self, proxy: Proxy) -> None:
+        self.proxy = proxy
+        self.admin = create_admin_app(proxy)
+
+    def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
+        if environ.get("PATH_INFO", "").startswith(ADMIN_PREFIX):
+            return self.admin(environ, start_response)
+        return self.proxy(environ, start_response)
+
+
+def create_app(settings: GatewaySettings | None = None, start: bool = True) -> Gateway:
+    """Build the gateway; with *start*, begin watching Consul at once."""
+    settings = settings or GatewaySettings.from_env()
+    watcher = CatalogWatcher(
+        settings.consul, wait=settings.watch_wait, snapshot_path=settings.snapshot_file
+    )
+    gateway = Gateway(Proxy(settings, watcher))
+    if start:
+        watcher.start()
+    return gateway
