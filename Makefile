@@ -1,0 +1,74 @@
+# The project's entry point. `make` (or `make help`) lists the targets.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed-stamp
+COMPOSE ?= $(shell docker compose version >/dev/null 2>&1 && echo "docker compose" || echo docker-compose)
+SERVICE ?= catalog
+N ?= 3
+PYTEST_ARGS ?=
+
+.PHONY: help install test unit contract integration e2e lint format typecheck check run up down logs ps scale bench chaos clean
+
+help: ## List the targets
+	@awk 'BEGIN {FS = ":.*## "} /^[a-z0-9-]+:.*## / {printf "  \033[36m%-12s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+
+$(STAMP): requirements.txt requirements-dev.txt
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -r requirements-dev.txt
+	touch $(STAMP)
+
+install: $(STAMP) ## Create the virtualenv and install the pinned dependencies
+
+test: $(STAMP) ## Run unit, contract and integration tests (everything but the Docker e2e suite)
+	$(BIN)/pytest -m "not e2e" $(PYTEST_ARGS)
+
+unit: $(STAMP) ## Run the unit tests only (no sockets)
+	$(BIN)/pytest tests/unit $(PYTEST_ARGS)
+
+contract: $(STAMP) ## Run the Consul contract tests (against the double, or --consul-addr)
+	$(BIN)/pytest tests/contract $(PYTEST_ARGS)
+
+integration: $(STAMP) ## Run the integration tests (real gunicorn processes on loopback)
+	$(BIN)/pytest tests/integration $(PYTEST_ARGS)
+
+e2e: $(STAMP) ## Run the compose stack on a real Docker engine (needs root; see .ci/e2e)
+	bash .ci/e2e
+
+lint: $(STAMP) ## ruff lint and format check
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+format: $(STAMP) ## Apply ruff's formatting and safe fixes
+	$(BIN)/ruff check --fix .
+	$(BIN)/ruff format .
+
+typecheck: $(STAMP) ## mypy --strict on the packages
+	$(BIN)/mypy
+
+check: lint typecheck test ## Everything CI checks before the e2e suite
+
+run: $(STAMP) ## Run the stack locally without Docker (Consul from CONSUL_HTTP_ADDR or `consul agent -dev`)
+	bash scripts/run-local.sh
+
+up: ## docker compose up --build, in the background
+	$(COMPOSE) up --build -d
+
+down: ## Stop the compose stack and remove its volumes
+	$(COMPOSE) down -v --remove-orphans
+
+logs: ## Follow the compose logs
+	$(COMPOSE) logs -f
+
+ps: ## List the compose containers
+	$(COMPOSE) ps
+
+scale: ## Scale a service: make scale SERVICE=catalog N=5
+	$(COMPOSE) up -d --no-recreate --scale $(SERVICE)=$(N) $(SERVICE)
+
+clean: ## Remove the virtualenv and caches
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

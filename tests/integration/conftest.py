@@ -1,0 +1,76 @@
+"""Fixtures that start real processes: the Consul double, sample services and the gateway."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.consul_double.launcher import ConsulDouble, run_consul_double
+from tests.integration.harness import Process, free_port, gateway_env, service_env
+
+pytestmark = pytest.mark.integration
+
+StartService = Callable[..., Process]
+
+
+@pytest.fixture(scope="module")
+def consul() -> Iterator[ConsulDouble]:
+    """A fresh Consul double per test module, reaping critical services quickly."""
+    with run_consul_double(
+        None, "--test-min-deregister-after", "2s", "--test-reap-interval", "1s"
+    ) as double:
+        yield double
+
+
+@pytest.fixture(scope="module")
+def log_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("logs")
+
+
+@pytest.fixture(scope="module")
+def start_service(consul: ConsulDouble, log_dir: Path) -> Iterator[StartService]:
+    """Start sample-service instances; all of them are stopped when the module ends."""
+    started: list[Process] = []
+
+    def start(name: str, wait: bool = True, **extra: str) -> Process:
+        port = free_port()
+        proc = Process(
+            f"{name}-{port}",
+            f"services/{name}/gunicorn.conf.py",
+            service_env(name, port, consul.addr, **extra),
+            port,
+            log_dir,
+        )
+        started.append(proc.start())
+        if wait:
+            proc.wait_http("/health")
+        return proc
+
+    yield start
+    for proc in started:
+        proc.stop()
+
+
+@pytest.fixture(scope="module")
+def start_gateway(consul: ConsulDouble, log_dir: Path) -> Iterator[Callable[..., Process]]:
+    """Start gateways; all of them are stopped when the module ends."""
+    started: list[Process] = []
+
+    def start(**extra: str) -> Process:
+        port = free_port()
+        proc = Process(
+            f"gateway-{port}",
+            "gateway/gunicorn.conf.py",
+            gateway_env(port, consul.addr, **extra),
+            port,
+            log_dir,
+        )
+        started.append(proc.start())
+        proc.wait_http("/_gateway/routes")
+        return proc
+
+    yield start
+    for proc in started:
+        proc.stop()

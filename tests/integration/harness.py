@@ -1,0 +1,152 @@
+"""Real processes for integration tests: gunicorn instances on loopback, and polling helpers.
+
+Every wait polls with a deadline; every process is stopped by the fixture that started it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+import requests
+
+ROOT = Path(__file__).resolve().parents[2]
+GUNICORN = str(Path(sys.executable).with_name("gunicorn"))
+T = TypeVar("T")
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on right now."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def wait_for(check: Callable[[], T | None], timeout: float, what: str, interval: float = 0.05) -> T:
+    """Poll *check* until it returns something truthy; fail naming *what* at the deadline."""
+    deadline = time.monotonic() + timeout
+    last_error: BaseException | None = None
+    while time.monotonic() < deadline:
+        try:
+            result = check()
+        except (requests.RequestException, OSError, KeyError, ValueError) as exc:
+            last_error, result = exc, None
+        if result:
+            return result
+        time.sleep(interval)
+    raise AssertionError(
+        f"timed out after {timeout}s waiting for {what} (last error: {last_error})"
+    )
+
+
+class Process:
+    """A gunicorn master started from one of the project's config files."""
+
+    def __init__(self, name: str, conf: str, env: dict[str, str], port: int, log_dir: Path) -> None:
+        self.name, self.conf, self.port = name, conf, port
+        self.env = {**os.environ, "PYTHONPATH": str(ROOT), **env}
+        self.log_path = log_dir / f"{name}.log"
+        self.popen: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self) -> Process:
+        with self.log_path.open("ab") as log:
+            self.popen = subprocess.Popen(
+                [GUNICORN, "-c", self.conf],
+                cwd=ROOT,
+                env=self.env,
+                stdout=log,
+                stderr=log,
+                start_new_session=True,  # its own process group, so kill() reaches the workers
+            )
+        return self
+
+    def wait_http(self, path: str, timeout: float = 15.0) -> None:
+        """Wait until *path* answers 2xx, failing early if the process died."""
+
+        def ready() -> bool:
+            if self.popen is not None and self.popen.poll() is not None:
+                raise AssertionError(
+                    f"{self.name} exited with {self.popen.returncode}:\n{self.log()}"
+                )
+            return requests.get(self.url + path, timeout=1).ok
+
+        wait_for(ready, timeout, f"{self.name} to answer {path}")
+
+    def signal(self, sig: signal.Signals) -> None:
+        assert self.popen is not None
+        self.popen.send_signal(sig)
+
+    def kill(self) -> None:
+        """SIGKILL the master and its workers at once, like a crashed host."""
+        assert self.popen is not None
+        os.killpg(self.popen.pid, signal.SIGKILL)
+        self.popen.wait(5)
+
+    def wait_exit(self, timeout: float = 20.0) -> int:
+        assert self.popen is not None
+        return self.popen.wait(timeout)
+
+    def stop(self) -> None:
+        """SIGTERM, then SIGKILL if it lingers; also reaps orphaned workers of a killed master."""
+        if self.popen is None:
+            return
+        if self.popen.poll() is None:
+            self.popen.terminate()
+            try:
+                self.popen.wait(20)
+            except subprocess.TimeoutExpired:
+                self.popen.kill()
+                self.popen.wait(5)
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.popen.pid, signal.SIGKILL)  # any worker the master left behind
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")[-4000:]
+
+
+def service_env(name: str, port: int, consul: str, **extra: str) -> dict[str, str]:
+    """Environment of a sample service instance on loopback with fast health checks."""
+    return {
+        "SERVICE_NAME": name,
+        "SERVICE_PORT": str(port),
+        "SERVICE_ADDRESS": "127.0.0.1",
+        "SERVICE_BIND": "127.0.0.1",
+        "SERVICE_CHECK_INTERVAL": "1s",
+        "SERVICE_CHECK_TIMEOUT": "500ms",
+        "SERVICE_DRAIN_DELAY": "500ms",
+        "SERVICE_REGISTER_TIMEOUT": "20s",
+        "CONSUL_HTTP_ADDR": consul,
+        **extra,
+    }
+
+
+def gateway_env(port: int, consul: str, **extra: str) -> dict[str, str]:
+    """Environment of a gateway on loopback."""
+    return {
+        "GATEWAY_PORT": str(port),
+        "GATEWAY_BIND": "127.0.0.1",
+        "CONSUL_HTTP_ADDR": consul,
+        "WEB_CONCURRENCY": "2",
+        "GATEWAY_WATCH_WAIT": "10s",
+        **extra,
+    }
+
+
+def passing_ids(consul: str, service: str) -> set[str]:
+    """IDs of the passing instances of *service*, straight from Consul."""
+    entries: list[dict[str, Any]] = requests.get(
+        f"{consul}/v1/health/service/{service}", params={"passing": "1"}, timeout=5
+    ).json()
+    return {e["Service"]["ID"] for e in entries}
