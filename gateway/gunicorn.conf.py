@@ -22,6 +22,8 @@ except SettingsError as exc:
 wsgi_app = "gateway.app:create_app()"
 bind = [f"{os.environ.get('GATEWAY_BIND', '0.0.0.0')}:{port}"]
 worker_class = "gthread"
+# gunicorn's control socket has one default path per user; replicas on one host would clash.
+control_socket_disable = True
 keepalive = 75
 graceful_timeout = 10
 errorlog = "-"

@@ -23,6 +23,8 @@ except SettingsError as exc:
 
 bind = [f"{os.environ.get('SERVICE_BIND', '0.0.0.0')}:{port}"]
 worker_class = "gthread"
+# gunicorn's control socket has one default path per user; replicas on one host would clash.
+control_socket_disable = True
 # Longer than any request the samples serve; compose's stop_grace_period must exceed
 # SERVICE_DRAIN_DELAY + graceful_timeout so deregistration always runs.
 graceful_timeout = 10
@@ -33,6 +35,7 @@ errorlog = "-"
 __all__ = [
     "accesslog",
     "bind",
+    "control_socket_disable",
     "errorlog",
     "graceful_timeout",
     "keepalive",

@@ -150,3 +150,14 @@ def passing_ids(consul: str, service: str) -> set[str]:
         f"{consul}/v1/health/service/{service}", params={"passing": "1"}, timeout=5
     ).json()
     return {e["Service"]["ID"] for e in entries}
+
+
+def wait_for_status(url: str, status: int, timeout: float, what: str) -> requests.Response:
+    """GET *url* until it answers *status*; return that response."""
+
+    def check() -> list[requests.Response] | None:
+        response = requests.get(url, timeout=10)
+        # A list, because a Response with an error status is itself falsy.
+        return [response] if response.status_code == status else None
+
+    return wait_for(check, timeout, what)[0]

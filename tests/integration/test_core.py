@@ -11,7 +11,7 @@ import requests
 from discovery.settings import instance_id
 from tests.consul_double.launcher import ConsulDouble
 from tests.integration.conftest import StartService
-from tests.integration.harness import Process, passing_ids, wait_for
+from tests.integration.harness import Process, passing_ids, wait_for, wait_for_status
 
 pytestmark = pytest.mark.integration
 
@@ -61,7 +61,7 @@ def test_requests_through_the_gateway_reach_every_instance(stack: dict[str, list
     with requests.Session() as session:
         for _ in range(300):
             response = session.get(f"{gateway.url}/catalog/items", timeout=5)
-            assert response.status_code == 200
+            assert response.status_code == 200, response.text
             body = response.json()
             assert response.headers["X-Instance-ID"] == body["instance"]
             counts[body["instance"]] += 1
@@ -120,10 +120,8 @@ def test_service_without_passing_instance_is_a_503_json_error(
         f"{consul.addr}/v1/agent/service/register", json=registration, timeout=5
     ).raise_for_status()
     gateway = stack["gateway"][0]
-    response = wait_for(
-        lambda: (r := requests.get(f"{gateway.url}/ledger/x", timeout=5)).status_code == 503 and r,
-        5,
-        "the gateway to learn about ledger",
+    response = wait_for_status(
+        f"{gateway.url}/ledger/x", 503, 5, "the gateway to learn about ledger"
     )
     assert response.json()["error"] == "no_passing_instance"
     assert response.json()["service"] == "ledger"

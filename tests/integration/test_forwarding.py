@@ -11,7 +11,7 @@ import requests
 
 from tests.consul_double.launcher import ConsulDouble
 from tests.integration.conftest import StartService
-from tests.integration.harness import Process, passing_ids, wait_for
+from tests.integration.harness import Process, passing_ids, wait_for, wait_for_status
 
 pytestmark = pytest.mark.integration
 
@@ -112,11 +112,7 @@ def test_unreachable_upstream_is_a_502_json_error(gateway: Process, consul: Cons
     requests.put(
         f"{consul.addr}/v1/agent/service/register", json=registration, timeout=5
     ).raise_for_status()
-    response = wait_for(
-        lambda: (r := requests.get(f"{gateway.url}/ghost/x", timeout=5)).status_code == 502 and r,
-        5,
-        "a 502 for the ghost service",
-    )
+    response = wait_for_status(f"{gateway.url}/ghost/x", 502, 5, "a 502 for the ghost service")
     assert response.json()["error"] == "upstream_unreachable"
 
 
