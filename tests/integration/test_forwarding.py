@@ -121,12 +121,6 @@ def test_slow_upstream_is_a_504_json_error(
 ) -> None:
     slow = start_service("echo", SERVICE_NAME="slowpoke", FAULT_LATENCY="3s")
     wait_for(lambda: passing_ids(consul.addr, "slowpoke"), 15, "a passing slowpoke instance")
-    response = wait_for(
-        lambda: (
-            (r := requests.get(f"{gateway.url}/slowpoke/x", timeout=10)).status_code == 504 and r
-        ),
-        10,
-        "a 504 from the slow instance",
-    )
+    response = wait_for_status(f"{gateway.url}/slowpoke/x", 504, 10, "a 504 from the slow instance")
     assert response.json()["error"] == "upstream_timeout"
     slow.stop()

@@ -1,0 +1,115 @@
+"""Agent check endpoints: /v1/agent/checks, check register and deregister, TTL updates.
+
+As in agent/agent_endpoint.go and agent/acl.go, a write about an unknown check answers 404
+("Unknown check ID ...") before any permission check; a known one needs service:write on its
+service, or node:write for a node check. Pass, warn, fail and update work on TTL checks only:
+any other check answers 500 "CheckID ... does not have associated TTL".
+"""
+
+from __future__ import annotations
+
+from . import decode, render
+from .acl import Authorizer
+from .app import App, Route
+from .errors import bad_request, not_found
+from .model import CRITICAL, PASSING, STATUSES, WARNING
+from .web import Request, Response
+
+
+def agent_checks(app: App, request: Request, _: str) -> Response:
+    """GET /v1/agent/checks: the agent's own checks (no node-level serfHealth)."""
+    authz = app.authorize(request)
+    with app.store.lock:
+        checks = {
+            c.check_id: render.check(c, app.node.name, with_indexes=False)
+            for c in app.store.checks()
+            if c.local and _may(authz, app, c.service_name, "read")
+        }
+    return Response(body=checks)
+
+
+def register_check(app: App, request: Request, _: str) -> Response:
+    """PUT /v1/agent/check/register"""
+    registration = decode.check_registration(request.body)
+    authz = app.authorize(request)
+    service_name = ""
+    if registration.service_id:
+        service = app.store.service(registration.service_id)
+        if service is None or not service.local:
+            raise not_found(f'ServiceID "{registration.service_id}" does not exist')
+        service_name = service.name
+    _require_write(authz, app, service_name)
+    if (existing := app.store.check(registration.check_id or registration.name)) is not None:
+        _require_write(authz, app, existing.service_name)
+    app.agent.add_check(registration)
+    return Response()
+
+
+def deregister_check(app: App, request: Request, check_id: str) -> Response:
+    """PUT /v1/agent/check/deregister/:id"""
+    _vet_check(app, app.authorize(request), check_id)
+    app.agent.remove_check(check_id)
+    return Response()
+
+
+def ttl_pass(app: App, request: Request, check_id: str) -> Response:
+    """PUT /v1/agent/check/pass/:id?note="""
+    return _ttl(app, request, check_id, PASSING, request.param("note"))
+
+
+def ttl_warn(app: App, request: Request, check_id: str) -> Response:
+    """PUT /v1/agent/check/warn/:id?note="""
+    return _ttl(app, request, check_id, WARNING, request.param("note"))
+
+
+def ttl_fail(app: App, request: Request, check_id: str) -> Response:
+    """PUT /v1/agent/check/fail/:id?note="""
+    return _ttl(app, request, check_id, CRITICAL, request.param("note"))
+
+
+def ttl_update(app: App, request: Request, check_id: str) -> Response:
+    """PUT /v1/agent/check/update/:id with {"Status": ..., "Output": ...}"""
+    raw = decode.decode_body(request.body, "agent.checkUpdate")
+    status, output = raw.get("status", ""), raw.get("output", "")
+    if not isinstance(status, str) or status not in STATUSES:
+        raise bad_request(f"Invalid check status: '{status}'")
+    return _ttl(app, request, check_id, status, output if isinstance(output, str) else "")
+
+
+ROUTES = [
+    Route("/v1/agent/checks", ("GET",), agent_checks),
+    Route("/v1/agent/check/register", ("PUT",), register_check),
+    Route("/v1/agent/check/deregister/", ("PUT",), deregister_check),
+    Route("/v1/agent/check/pass/", ("PUT",), ttl_pass),
+    Route("/v1/agent/check/warn/", ("PUT",), ttl_warn),
+    Route("/v1/agent/check/fail/", ("PUT",), ttl_fail),
+    Route("/v1/agent/check/update/", ("PUT",), ttl_update),
+]
+
+
+def _ttl(app: App, request: Request, check_id: str, status: str, output: str) -> Response:
+    _vet_check(app, app.authorize(request), check_id)
+    app.agent.update_ttl(check_id, status, output)
+    return Response()
+
+
+def _vet_check(app: App, authz: Authorizer, check_id: str) -> None:
+    check = app.store.check(check_id)
+    if check is None or not check.local:
+        raise not_found(
+            f'Unknown check ID "{check_id}". Ensure that the check ID is passed, not the check name.'
+        )
+    _require_write(authz, app, check.service_name)
+
+
+def _require_write(authz: Authorizer, app: App, service_name: str) -> None:
+    if service_name:
+        authz.require("service", "write", service_name)
+    else:
+        authz.require("node", "write", app.node.name)
+
+
+def _may(authz: Authorizer, app: App, service_name: str, level: str) -> bool:
+    if service_name:
+        return authz.allowed("service", level, service_name)
+    return authz.allowed("node", level, app.node.name)

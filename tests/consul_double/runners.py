@@ -1,0 +1,124 @@
+"""Threads that keep checks up to date: HTTP and TCP probes at their interval, TTL timers.
+
+Like Consul (agent/checks/check.go), an interval check waits a random stagger within its first
+interval before the first probe, and an interval below one second is raised to one second
+(``checks.MinInterval``). A TTL check turns critical with Output "TTL expired" when no update
+arrives within its TTL, and stays so until the next update re-arms it.
+"""
+
+from __future__ import annotations
+
+import random
+import threading
+import time
+from collections.abc import Callable
+
+from .model import CRITICAL, CheckSpec
+from .probes import probe_http, probe_tcp
+
+MIN_INTERVAL = 1.0
+OUTPUT_MAX = 4 * 1024
+
+#: Called with (runner, status, output) whenever a runner has a result; the receiver drops
+#: results of runners it no longer holds (the check was replaced or removed meanwhile).
+Report = Callable[["Runner", str, str], None]
+
+
+class Runner:
+    """Base for one check's background thread; ``stop`` ends it."""
+
+    def __init__(self, check_id: str, spec: CheckSpec, report: Report) -> None:
+        self.check_id = check_id
+        self.spec = spec
+        self._report = report
+        self._stopped = threading.Event()
+        self._thread = threading.Thread(target=self._run, name=f"check {check_id}", daemon=True)
+
+    def start(self) -> None:
+        """Start the background thread."""
+        self._thread.start()
+
+    def stop(self) -> None:
+        """Ask the thread to end; a result it is computing is then dropped."""
+        self._stopped.set()
+
+    def report(self, status: str, output: str) -> None:
+        """Pass a result on unless the runner was stopped meanwhile."""
+        if not self._stopped.is_set():
+            self._report(self, status, output)
+
+    def _run(self) -> None:
+        raise NotImplementedError
+
+
+class IntervalRunner(Runner):
+    """Probes an HTTP or TCP target every interval."""
+
+    def _run(self) -> None:
+        interval = max(self.spec.interval_ns / 1e9, MIN_INTERVAL)
+        probe = probe_http if self.spec.http else probe_tcp
+        if self._stopped.wait(random.uniform(0, interval)):
+            return
+        while not self._stopped.is_set():
+            status, output = probe(self.spec)
+            self.report(status, output)
+            if self._stopped.wait(interval):
+                return
+
+
+class TtlRunner(Runner):
+    """Marks the check critical when its TTL passes without an update."""
+
+    def __init__(self, check_id: str, spec: CheckSpec, report: Report) -> None:
+        super().__init__(check_id, spec, report)
+        self._renewed = threading.Condition()
+        self._deadline: float | None = time.monotonic() + spec.ttl_ns / 1e9
+        self._last_output = ""
+
+    def set_status(self, status: str, output: str) -> str:
+        """Record an update from the API, re-arm the TTL and return the stored output."""
+        total = len(output)
+        if total > OUTPUT_MAX:
+            output = f"{output[:OUTPUT_MAX]} ... (captured {OUTPUT_MAX} of {total} bytes)"
+        with self._renewed:
+            self._last_output = output
+            self._deadline = time.monotonic() + self.spec.ttl_ns / 1e9
+            self._renewed.notify_all()
+        self.report(status, output)
+        return output
+
+    def stop(self) -> None:
+        super().stop()
+        with self._renewed:
+            self._renewed.notify_all()
+
+    def _run(self) -> None:
+        while not self._stopped.is_set():
+            expired = self._wait_for_expiry()
+            if expired is not None:
+                # Reported outside the lock: the report takes the store lock, and API threads
+                # holding the store lock call set_status.
+                self.report(CRITICAL, expired)
+
+    def _wait_for_expiry(self) -> str | None:
+        with self._renewed:
+            if self._deadline is None:
+                self._renewed.wait()
+                return None
+            remaining = self._deadline - time.monotonic()
+            if remaining > 0:
+                self._renewed.wait(remaining)
+                return None
+            self._deadline = None
+            if self._last_output:
+                return f"TTL expired (last output before timeout follows): {self._last_output}"
+            return "TTL expired"
+
+
+def runner_for(check_id: str, spec: CheckSpec, report: Report) -> Runner | None:
+    """The runner a check of this kind needs, or None for checks nothing runs."""
+    if spec.kind == "ttl":
+        return TtlRunner(check_id, spec, report)
+    if spec.kind in ("http", "tcp"):
+        return IntervalRunner(check_id, spec, report)
+    return None

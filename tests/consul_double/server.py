@@ -1,0 +1,52 @@
+"""Wires the double together: store, agent, reaper, routes and the HTTP server."""
+
+from __future__ import annotations
+
+import threading
+import uuid
+
+from . import api_agent, api_catalog, api_checks
+from .agent import Agent
+from .app import App, Router
+from .config import NODE_ADDRESS, Config
+from .model import Node
+from .reaper import Reaper
+from .store import Store
+from .web import Server
+
+
+class ConsulDoubleServer:
+    """One running double; ``serve_forever`` blocks until ``shutdown``."""
+
+    def __init__(self, config: Config) -> None:
+        node = Node(
+            name=config.node_name,
+            node_id=str(uuid.uuid4()),
+            address=NODE_ADDRESS,
+            datacenter=config.datacenter,
+        )
+        store = Store(node)
+        self.agent = Agent(store, config.min_deregister_after)
+        self.app = App(config=config, node=node, store=store, agent=self.agent)
+        self._reaper = Reaper(self.agent, config.reap_interval)
+        router = Router(self.app, api_agent.ROUTES + api_checks.ROUTES + api_catalog.ROUTES)
+        self.http = Server((config.host, config.port), router)
+
+    @property
+    def port(self) -> int:
+        """The port actually bound (useful with port 0)."""
+        return int(self.http.server_address[1])
+
+    def serve_forever(self) -> None:
+        """Serve requests and reap until ``shutdown`` is called."""
+        self._reaper.start()
+        try:
+            self.http.serve_forever(poll_interval=0.2)
+        finally:
+            self._reaper.stop()
+            self.agent.stop()
+            self.http.server_close()
+
+    def shutdown(self) -> None:
+        """Stop serving; safe to call from a signal handler's thread."""
+        threading.Thread(target=self.http.shutdown, daemon=True).start()

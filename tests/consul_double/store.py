@@ -1,0 +1,218 @@
+"""The in-memory catalog of one node, with Consul's raft-style indexes and blocking reads.
+
+Every write takes the next value of a monotonic index and records it where Consul's state store
+would (agent/consul/state/catalog.go): per table ("nodes", "services", "checks"), per service
+name, and as the "service last extinction" index when a name's last instance goes. Reads answer
+with the index that covers them, so a blocking query wakes when its result may have changed.
+All access goes through one re-entrant lock; ``changed`` is its condition variable.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Iterable
+from typing import TypeVar
+
+from .model import (
+    CONSUL_SERVICE,
+    CRITICAL,
+    PASSING,
+    SERF_CHECK_ID,
+    SERF_CHECK_NAME,
+    SERF_CHECK_OUTPUT,
+    SERVER_RPC_PORT,
+    Check,
+    Node,
+    Service,
+)
+
+R = TypeVar("R")
+
+
+class Store:
+    """Services and checks of the node; every method is safe to call from any thread."""
+
+    def __init__(self, node: Node) -> None:
+        self.node = node
+        self.lock = threading.RLock()
+        self.changed = threading.Condition(self.lock)
+        self._index = 0
+        self._tables = {"nodes": 0, "services": 0, "checks": 0}
+        self._service_index: dict[str, int] = {}
+        self._extinction = 0
+        self._services: dict[str, Service] = {}
+        self._checks: dict[str, Check] = {}
+        self._bootstrap()
+
+    # Reads: call with ``lock`` held when several must agree.
+
+    def services(self) -> list[Service]:
+        """All service instances, ordered by ID."""
+        with self.lock:
+            return [self._services[k] for k in sorted(self._services)]
+
+    def service(self, service_id: str) -> Service | None:
+        """One service instance by ID."""
+        with self.lock:
+            return self._services.get(service_id)
+
+    def checks(self) -> list[Check]:
+        """All checks, node checks included, ordered by ID."""
+        with self.lock:
+            return [self._checks[k] for k in sorted(self._checks)]
+
+    def check(self, check_id: str) -> Check | None:
+        """One check by ID."""
+        with self.lock:
+            return self._checks.get(check_id)
+
+    def table_index(self, *tables: str) -> int:
+        """The highest index of the named tables (``maxIndexTxn``)."""
+        with self.lock:
+            return max(self._tables[t] for t in tables)
+
+    def service_index(self, name: str, exists: bool, with_checks: bool) -> int:
+        """The index a query for one service name reports (``maxIndexAndWatchChForService``)."""
+        with self.lock:
+            if not exists and self._extinction:
+                return self._extinction
+            if name in self._service_index:
+                return self._service_index[name]
+            tables = ("nodes", "services", "checks") if with_checks else ("nodes", "services")
+            return self.table_index(*tables)
+
+    def block(self, query: Callable[[], R], done: Callable[[R], bool], timeout: float) -> R:
+        """Run ``query`` until ``done`` accepts its result or ``timeout`` seconds pass."""
+        deadline = time.monotonic() + timeout
+        with self.changed:
+            while True:
+                result = query()
+                remaining = deadline - time.monotonic()
+                if remaining <= 0 or done(result):
+                    return result
+                self.changed.wait(remaining)
+
+    # Writes: each one that changes something is one index.
+
+    def register_service(
+        self, service: Service, checks: Iterable[Check], drop: Iterable[str]
+    ) -> None:
+        """Add or replace a service with its checks, and remove the check IDs in ``drop``."""
+        with self.lock:
+            idx = self._index + 1
+            old = self._services.get(service.service_id)
+            tables: set[str] = set()
+            names = {service.name} | ({old.name} if old else set())
+            if old is not None and old.same_definition(service):
+                service = old
+            else:
+                service.create_index = old.create_index if old else idx
+                service.modify_index = idx
+                self._services[service.service_id] = service
+                tables.add("services")
+            for check in checks:
+                if self._store_check(check, idx):
+                    tables.add("checks")
+            for check_id in drop:
+                if self._checks.pop(check_id, None) is not None:
+                    tables.add("checks")
+            if tables:
+                self._commit(idx, tables, names)
+
+    def deregister_service(self, service_id: str) -> Service | None:
+        """Remove a service and all of its checks; return it, or None if it was not there."""
+        with self.lock:
+            service = self._services.pop(service_id, None)
+            if service is None:
+                return None
+            for check in [c for c in self._checks.values() if c.service_id == service_id]:
+                del self._checks[check.check_id]
+            self._commit(self._index + 1, {"services", "checks"}, {service.name})
+            return service
+
+    def put_check(self, check: Check) -> None:
+        """Add or replace one check."""
+        with self.lock:
+            idx = self._index + 1
+            if self._store_check(check, idx):
+                self._commit(idx, {"checks"}, self._names_for(check))
+
+    def remove_check(self, check_id: str) -> Check | None:
+        """Remove one check; return it, or None if it was not there."""
+        with self.lock:
+            check = self._checks.pop(check_id, None)
+            if check is not None:
+                self._commit(self._index + 1, {"checks"}, self._names_for(check))
+            return check
+
+    def set_status(self, check_id: str, status: str, output: str) -> None:
+        """Record a check result, tracking since when the check has been critical.
+
+        Like the agent's local state (agent/local/state.go ``UpdateCheck``), a result that only
+        changes the output does not write to the catalog at once: Consul defers it by
+        ``check_update_interval``. The double shows the new output without a new index.
+        """
+        with self.lock:
+            check = self._checks.get(check_id)
+            if check is None:
+                return
+            if status != CRITICAL:
+                check.critical_since = None
+            elif check.critical_since is None:
+                check.critical_since = time.monotonic()
+            if check.status == status:
+                check.output = output
+                return
+            check.status, check.output = status, output
+            idx = self._index + 1
+            check.modify_index = idx
+            self._commit(idx, {"checks"}, self._names_for(check))
+
+    def _store_check(self, check: Check, idx: int) -> bool:
+        old = self._checks.get(check.check_id)
+        if check.status == CRITICAL and check.critical_since is None:
+            check.critical_since = old.critical_since if old else time.monotonic()
+        if old is not None and old.same_definition(check):
+            check.create_index, check.modify_index = old.create_index, old.modify_index
+            self._checks[check.check_id] = check
+            return False
+        check.create_index = old.create_index if old else idx
+        check.modify_index = idx
+        self._checks[check.check_id] = check
+        return True
+
+    def _names_for(self, check: Check) -> set[str]:
+        # A node check touches every service on the node (updateAllServiceIndexesOfNode).
+        if check.service_id:
+            return {check.service_name}
+        return {s.name for s in self._services.values()}
+
+    def _commit(self, idx: int, tables: set[str], names: set[str]) -> None:
+        self._index = idx
+        for table in tables:
+            self._tables[table] = idx
+        live = {s.name for s in self._services.values()}
+        for name in names:
+            if name in live:
+                self._service_index[name] = idx
+            elif self._service_index.pop(name, None) is not None:
+                self._extinction = idx
+        self.changed.notify_all()
+
+    def _bootstrap(self) -> None:
+        # What a dev agent's leader writes first: the node with serfHealth, then "consul".
+        serf = Check(
+            check_id=SERF_CHECK_ID,
+            name=SERF_CHECK_NAME,
+            status=PASSING,
+            output=SERF_CHECK_OUTPUT,
+            local=False,
+        )
+        self.put_check(serf)
+        self._tables["nodes"] = self._index
+        consul = Service(
+            service_id=CONSUL_SERVICE, name=CONSUL_SERVICE, port=SERVER_RPC_PORT, local=False
+        )
+        consul.meta = {"raft_version": "3", "serf_protocol_current": "2"}
+        self.register_service(consul, (), ())

@@ -1,0 +1,163 @@
+"""HTTP plumbing: the request and response types handlers use, and the threaded server.
+
+Responses follow Consul's ``wrap`` in agent/http.go: JSON bodies pretty-printed as a dev agent
+prints them, errors as text/plain, 405 with an Allow header for a wrong method, an empty 404
+for unknown paths. One line per request goes to the log (stderr), tokens hidden.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+from .errors import ApiError
+
+log = logging.getLogger("agent.http")
+
+
+@dataclass(frozen=True)
+class Request:
+    """What a handler sees of a request."""
+
+    method: str
+    path: str
+    query: dict[str, list[str]]
+    #: Header names lower-cased: HTTP header names are case-insensitive.
+    headers: dict[str, str]
+    body: bytes
+
+    def param(self, name: str) -> str:
+        """The first value of a query parameter, or ""."""
+        return self.query.get(name, [""])[0]
+
+    def has(self, name: str) -> bool:
+        """True when the query parameter is present, even without a value."""
+        return name in self.query
+
+
+@dataclass
+class Response:
+    """A JSON (``body``) or plain-text (``text``) answer; None for both is an empty 200."""
+
+    status: int = 200
+    body: Any = None
+    text: str | None = None
+    headers: dict[str, str] = field(default_factory=dict)
+
+
+Dispatch = Callable[[Request], Response]
+
+
+class Server(ThreadingHTTPServer):
+    """A threaded HTTP server whose connection threads never block shutdown."""
+
+    daemon_threads = True
+    allow_reuse_address = True
+    # Room for many simultaneous blocking queries connecting at once.
+    request_queue_size = 256
+
+    def __init__(self, address: tuple[str, int], dispatch: Dispatch) -> None:
+        super().__init__(address, Handler)
+        self.dispatch = dispatch
+
+
+class Handler(BaseHTTPRequestHandler):
+    """Turns each HTTP request into a ``Request`` and writes back the ``Response``."""
+
+    server: Server
+    protocol_version = "HTTP/1.1"
+    server_version = "consul-double"
+
+    def do_GET(self) -> None:
+        """Handle GET."""
+        self._handle()
+
+    do_PUT = do_POST = do_DELETE = do_HEAD = do_OPTIONS = do_GET
+
+    def log_message(self, format: str, *args: Any) -> None:
+        """Silence http.server's own log; ``_handle`` writes one line per request."""
+
+    def _handle(self) -> None:
+        started = time.monotonic()
+        parts = urlsplit(self.path)
+        query = parse_qs(parts.query, keep_blank_values=True)
+        request = Request(
+            method=self.command,
+            path=parts.path,
+            query=query,
+            headers={k.lower(): v for k, v in self.headers.items()},
+            body=self._read_body(),
+        )
+        try:
+            response = self.server.dispatch(request)
+        except ApiError as err:
+            response = Response(status=err.status, text=err.text)
+        except Exception as err:  # a handler bug must still answer, as Go's 500 does
+            log.exception("handler failed")
+            response = Response(status=500, text=str(err))
+        self._write(response)
+        latency = (time.monotonic() - started) * 1000
+        log.info(
+            "Request finished: method=%s url=%s from=%s:%s status=%d latency=%.1fms",
+            self.command,
+            _hide_tokens(self.path, query),
+            *self.client_address[:2],
+            response.status,
+            latency,
+        )
+
+    def _read_body(self) -> bytes:
+        if self.headers.get("Transfer-Encoding", "").lower() == "chunked":
+            chunks = []
+            while size := int(self.rfile.readline().split(b";")[0].strip() or b"0", 16):
+                chunks.append(self.rfile.read(size))
+                self.rfile.readline()
+            while self.rfile.readline().strip():
+                pass
+            return b"".join(chunks)
+        length = int(self.headers.get("Content-Length") or 0)
+        return self.rfile.read(length) if length > 0 else b""
+
+    def _write(self, response: Response) -> None:
+        payload = b""
+        content_type = None
+        if response.text is not None:
+            payload, content_type = response.text.encode(), "text/plain; charset=utf-8"
+        elif response.body is not None:
+            text = json.dumps(response.body, indent=4, ensure_ascii=False) + "\n"
+            payload, content_type = text.encode(), "application/json"
+        try:
+            self.send_response(response.status)
+            for name, value in response.headers.items():
+                self.send_header(name, value)
+            if content_type:
+                self.send_header("Content-Type", content_type)
+            self.send_header("Content-Length", str(len(payload)))
+            self.end_headers()
+            if self.command != "HEAD":
+                self.wfile.write(payload)
+        except (BrokenPipeError, ConnectionResetError):
+            # The client gave up, often on a blocking query it stopped waiting for.
+            self.close_connection = True
+
+
+def parse_go_bool(text: str) -> bool | None:
+    """Go's ``strconv.ParseBool``: True, False, or None for anything else."""
+    if text in ("1", "t", "T", "TRUE", "true", "True"):
+        return True
+    if text in ("0", "f", "F", "FALSE", "false", "False"):
+        return False
+    return None
+
+
+def _hide_tokens(path: str, query: dict[str, list[str]]) -> str:
+    for token in query.get("token", []):
+        if token:
+            path = path.replace(token, "<hidden>")
+    return path

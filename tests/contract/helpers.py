@@ -1,0 +1,97 @@
+"""Helpers for contract tests: polling with a deadline, and a tiny HTTP target for checks."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any, TypeVar
+
+import requests
+
+T = TypeVar("T")
+
+
+def wait_for(probe: Callable[[], T | None], timeout: float, what: str, interval: float = 0.1) -> T:
+    """Call ``probe`` until it returns something truthy; fail naming ``what`` at the deadline."""
+    deadline = time.monotonic() + timeout
+    last: T | None = None
+    while True:
+        last = probe()
+        if last:
+            return last
+        if time.monotonic() >= deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what}; last: {last!r}")
+        time.sleep(interval)
+
+
+class StatusServer:
+    """An HTTP server on 127.0.0.1 that answers every request with a settable status code."""
+
+    def __init__(self) -> None:
+        self.status = 200
+        self.body = b"ok"
+        self.delay = 0.0
+        owner = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                if owner.delay:
+                    time.sleep(owner.delay)  # a slow target, not a wait on state
+                self.send_response(owner.status)
+                self.send_header("Content-Length", str(len(owner.body)))
+                self.end_headers()
+                self.wfile.write(owner.body)
+
+            def log_message(self, format: str, *args: Any) -> None:
+                pass
+
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._server.daemon_threads = True
+        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+        self._thread.start()
+
+    @property
+    def url(self) -> str:
+        """The URL a check should probe."""
+        return f"http://127.0.0.1:{self._server.server_address[1]}/health"
+
+    def close(self) -> None:
+        """Stop serving and release the port."""
+        self._server.shutdown()
+        self._server.server_close()
+        self._thread.join(timeout=5)
+
+
+class Api:
+    """Plain HTTP access to one Consul agent (no environment proxies, session closed after)."""
+
+    def __init__(self, addr: str, token: str | None = None) -> None:
+        self.addr = addr
+        self.session = requests.Session()
+        self.session.trust_env = False
+        if token:
+            self.session.headers["X-Consul-Token"] = token
+
+    def get(self, path: str, **params: Any) -> requests.Response:
+        """GET ``path`` with query parameters; blocking queries get a long enough timeout."""
+        return self.session.get(f"{self.addr}{path}", params=params, timeout=90)
+
+    def put(
+        self, path: str, json: Any = None, data: Any = None, **params: Any
+    ) -> requests.Response:
+        """PUT ``path`` with a JSON or raw body."""
+        return self.session.put(
+            f"{self.addr}{path}", params=params, json=json, data=data, timeout=30
+        )
+
+    def index(self, path: str, **params: Any) -> int:
+        """The X-Consul-Index of a GET."""
+        response = self.get(path, **params)
+        response.raise_for_status()
+        return int(response.headers["X-Consul-Index"])
+
+    def close(self) -> None:
+        """Close the session."""
+        self.session.close()
