@@ -24,10 +24,10 @@ if [[ -z "${CONSUL_HTTP_ADDR:-}" ]]; then
   export CONSUL_HTTP_ADDR=http://127.0.0.1:8500
 fi
 for _ in $(seq 100); do
-  curl -fsS "$CONSUL_HTTP_ADDR/v1/status/leader" >/dev/null 2>&1 && break
+  "$BIN/python" -c "import urllib.request as u; u.urlopen(\"$CONSUL_HTTP_ADDR/v1/status/leader\", timeout=1)" 2>/dev/null && break
   sleep 0.1
 done
-curl -fsS "$CONSUL_HTTP_ADDR/v1/status/leader" >/dev/null || { echo "no Consul agent answers at $CONSUL_HTTP_ADDR" >&2; exit 1; }
+"$BIN/python" -c "import urllib.request as u; u.urlopen(\"$CONSUL_HTTP_ADDR/v1/status/leader\", timeout=2)" 2>/dev/null || { echo "no Consul agent answers at $CONSUL_HTTP_ADDR" >&2; exit 1; }
 
 start() {  # start NAME PORT
   SERVICE_NAME=$1 SERVICE_PORT=$2 SERVICE_ADDRESS=127.0.0.1 SERVICE_BIND=127.0.0.1 \
