@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 import requests
@@ -16,6 +16,7 @@ from urllib3.exceptions import NewConnectionError
 
 from discovery.balancer import DEFAULT_STRATEGY, Picker, make_picker
 from discovery.errors import NoInstanceError
+from discovery.model import Service
 from discovery.settings import ConsulSettings
 from discovery.stats import StatsTable
 from discovery.watcher import CatalogWatcher
@@ -42,12 +43,17 @@ class ServiceClient:
     ) -> None:
         self.watcher = CatalogWatcher(consul, services=services)
         self.stats = StatsTable()
+        self.watcher.add_listener(self._observe)
         self._picker: Picker = make_picker(strategy, self.stats)
         self.timeout = timeout
         self.max_attempts = max_attempts
         self._local = threading.local()
         self._start_lock = threading.Lock()
         self._started = False
+
+    def _observe(self, services: Mapping[str, Service]) -> None:
+        """Let instances ejected for refused connections back once Consul sees them return."""
+        self.stats.observe({i.id for svc in services.values() for i in svc.passing})
 
     def _session(self) -> requests.Session:
         session: requests.Session | None = getattr(self._local, "session", None)

@@ -28,6 +28,9 @@ class InstanceStats:
     consecutive_failures: int = 0
     ejections: int = 0
     ejected_until: float = 0.0
+    # Ejected because a connection was refused: out until Consul has seen it down and up.
+    awaiting_consul: bool = False
+    seen_down: bool = False
     lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     def begin(self) -> None:
@@ -95,7 +98,9 @@ class StatsTable:
         """Count a failure; return True if the instance is now ejected.
 
         *peer_ids* are the service's instances, which bound how many may be ejected at once.
-        *eject_now* ejects at once (a refused connection means the process is gone).
+        *eject_now* ejects at once (a refused connection means the process is gone); such an
+        instance stays out until Consul reports it passing again after a failure or
+        re-registration (see :meth:`observe`), or at most ``max_seconds``.
         """
         stats = self.get(instance_id)
         now = time.monotonic()
@@ -109,10 +114,33 @@ class StatsTable:
         if self.ejected_count(peer_ids) + 1 > limit:
             return False
         with stats.lock:
-            seconds = min(self.policy.max_seconds, self.policy.base_seconds * 2**stats.ejections)
+            if eject_now:
+                seconds = self.policy.max_seconds
+                stats.awaiting_consul, stats.seen_down = True, False
+            else:
+                seconds = min(
+                    self.policy.max_seconds, self.policy.base_seconds * 2**stats.ejections
+                )
             stats.ejections += 1
             stats.ejected_until = now + seconds
         return True
+
+    def observe(self, passing_ids: set[str]) -> list[str]:
+        """Feed Consul's view after each change; return the instances let back in.
+
+        An instance ejected for a refused connection returns once Consul has reported it
+        not passing (or gone) and then passing again: the process came back.
+        """
+        returned = []
+        for instance_id, stats in list(self._stats.items()):
+            if not stats.awaiting_consul:
+                continue
+            if instance_id not in passing_ids:
+                stats.seen_down = True
+            elif stats.seen_down:
+                self.forget_ejection(instance_id)
+                returned.append(instance_id)
+        return returned
 
     def is_ejected(self, instance_id: str, now: float) -> bool:
         """Whether the instance is out of rotation at *now*."""
@@ -131,3 +159,4 @@ class StatsTable:
             with stats.lock:
                 stats.ejected_until = 0.0
                 stats.consecutive_failures = 0
+                stats.awaiting_consul = stats.seen_down = False

@@ -48,9 +48,14 @@ class CatalogWatcher:
         services: Iterable[str] | None = None,
         wait: float = 30.0,
         snapshot_path: Path | None = None,
+        resync_grace: float = 15.0,
     ) -> None:
         self.consul = consul
         self.wait = wait
+        self.resync_grace = resync_grace
+        # Until this time, removals are held back: Consul lost its state and services are
+        # still registering again (see _hold_during_resync).
+        self.resync_until = 0.0
         self.snapshot_path = snapshot_path
         self.fixed = frozenset(services) if services is not None else None
         # Replaced, never mutated: readers on the hot path take a reference without a lock.
@@ -127,7 +132,7 @@ class CatalogWatcher:
         client = make_client(self.consul)
         self._blocking_loop(
             self._stop,
-            lambda index: client.catalog.services(index=index, wait=format_duration(self.wait)),
+            lambda index: client.catalog.services(index=index, wait=self._wait_param()),
             self._on_catalog,
         )
 
@@ -135,7 +140,7 @@ class CatalogWatcher:
         client = make_client(self.consul)
         self._blocking_loop(
             stop,
-            lambda index: client.health.service(name, index=index, wait=format_duration(self.wait)),
+            lambda index: client.health.service(name, index=index, wait=self._wait_param()),
             lambda entries: self._on_service(name, entries, stop),
         )
 
@@ -143,9 +148,9 @@ class CatalogWatcher:
         self,
         stop: threading.Event,
         query: Callable[[int], tuple[str | int, object]],
-        handle: Callable[[object], None],
+        handle: Callable[[object], bool],
     ) -> None:
-        index, backoff = 0, Backoff(base=0.05, cap=5.0)
+        index, backoff, held = 0, Backoff(base=0.05, cap=5.0), False
         while not stop.is_set() and not self._stop.is_set():
             try:
                 raw_index, result = query(index)
@@ -155,15 +160,34 @@ class CatalogWatcher:
                 continue
             backoff.reset()
             returned = int(raw_index or 0)
-            if returned != index or index == 0:
-                handle(result)
+            if returned < index:
+                self._start_resync()
+            if returned != index or index == 0 or held:
+                held = handle(result)
             index = next_index(index, returned)
             self._on_success(index)
 
     # -- state changes ---------------------------------------------------------------------
 
-    def _on_catalog(self, result: object) -> None:
+    def _wait_param(self) -> str:
+        """The blocking wait; while a resync is held, end it when the hold ends."""
+        remaining = self.resync_until - time.monotonic()
+        return format_duration(min(self.wait, remaining) if remaining > 0 else self.wait)
+
+    def _start_resync(self) -> None:
+        """The index went backwards: Consul restarted and lost its registrations."""
+        if self.resync_until < time.monotonic() and self.resync_grace > 0:
+            log.warning(
+                "Consul's index went backwards; holding removals for %.0fs while services register again",
+                self.resync_grace,
+            )
+            self.resync_until = time.monotonic() + self.resync_grace
+
+    def _on_catalog(self, result: object) -> bool:
         names = set(result) - IGNORED_SERVICES if isinstance(result, dict) else set()
+        held = time.monotonic() < self.resync_until
+        if held:
+            names |= set(self._watches)
         with self._lock:
             for name in set(self._watches) - names:
                 self._watches.pop(name).set()
@@ -174,17 +198,37 @@ class CatalogWatcher:
             if set(self.services) - names:
                 self._publish({k: v for k, v in self.services.items() if k in names})
             self._ready_when_synced(names)
+        return held
 
-    def _on_service(self, name: str, entries: object, stop: threading.Event) -> None:
+    def _on_service(self, name: str, entries: object, stop: threading.Event) -> bool:
         instances = (
             [Instance.from_health_entry(e) for e in entries] if isinstance(entries, list) else []
         )
         with self._lock:
             if stop.is_set():
-                return  # the catalog already dropped this service
+                return False  # the catalog already dropped this service
+            held = self._hold_during_resync(name, instances)
             self._synced.add(name)
             self._publish({**self.services, name: Service.of(name, instances)})
             self._ready_when_synced(set(self._watches))
+        return held
+
+    def _hold_during_resync(self, name: str, instances: list[Instance]) -> bool:
+        """While a resync is held, keep passing instances Consul has not reported back yet.
+
+        A restarted Consul agent in dev mode (or one that lost its data) briefly knows no
+        service at all, and instances that register again start critical until their first
+        check. Acting on that would empty every route for a few seconds; the last-known-good
+        instances stay instead until the grace period ends. Returns whether anything was held.
+        """
+        if time.monotonic() >= self.resync_until or name not in self.services:
+            return False
+        back = {i.id for i in instances if i.passing}
+        kept = [i for i in self.services[name].passing if i.id not in back]
+        if kept:
+            kept_ids = {i.id for i in kept}
+            instances[:] = [i for i in instances if i.id not in kept_ids] + kept
+        return True
 
     def _ready_when_synced(self, names: set[str]) -> None:
         """Called with the lock held (or before any thread runs)."""

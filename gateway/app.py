@@ -35,7 +35,10 @@ def create_app(settings: GatewaySettings | None = None, start: bool = True) -> G
     """Build the gateway; with *start*, begin watching Consul at once."""
     settings = settings or GatewaySettings.from_env()
     watcher = CatalogWatcher(
-        settings.consul, wait=settings.watch_wait, snapshot_path=settings.snapshot_file
+        settings.consul,
+        wait=settings.watch_wait,
+        snapshot_path=settings.snapshot_file,
+        resync_grace=settings.resync_grace,
     )
     gateway = Gateway(Proxy(settings, watcher))
     if start:

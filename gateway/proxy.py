@@ -59,6 +59,9 @@ class Proxy:
     def on_services(self, services: Mapping[str, Service]) -> None:
         """Rebuild the route table when the snapshot changes (called by the watcher)."""
         self.routes = RouteTable.build(services, self.settings.balancer)
+        passing = {i.id for svc in services.values() for i in svc.passing}
+        for instance_id in self.stats.observe(passing):
+            log.info("%s is passing in Consul again; back in rotation", instance_id)
 
     def picker(self, service: str, balancer: str) -> Picker:
         """The picker of a service; kept across route rebuilds so its state survives."""
@@ -180,12 +183,20 @@ class Proxy:
         )
 
     def _choose(self, service: Service, picker: Picker, tried: set[str]) -> Instance | None:
-        """Pick among passing, untried, non-ejected instances; ignore ejection if none is left."""
+        """Pick among passing, untried, non-ejected instances, with a panic threshold.
+
+        When fewer than ``panic_threshold`` of the passing instances are left after ejection,
+        ejection is ignored (as in Envoy): spreading load over every instance beats piling it
+        onto a few. Untried ejected instances are also the last resort before failing.
+        """
         now = time.monotonic()
-        fresh = [i for i in service.passing if i.id not in tried]
-        healthy = [i for i in fresh if not self.stats.is_ejected(i.id, now)]
-        # Panic threshold: when ejection leaves nothing, every passing instance is a candidate.
-        candidates = healthy or fresh
+        passing = service.passing
+        ejected = {i.id for i in passing if self.stats.is_ejected(i.id, now)}
+        if ejected and len(passing) - len(ejected) < self.settings.panic_threshold * len(passing):
+            ejected = set()
+        candidates = [i for i in passing if i.id not in tried and i.id not in ejected]
+        if not candidates:
+            candidates = [i for i in passing if i.id not in tried]
         return picker.pick(candidates) if candidates else None
 
     def _send(

@@ -26,6 +26,8 @@ class GatewaySettings:
     retry_budget_floor: int = 10
     watch_wait: float = 30.0
     stale_after: float = 60.0
+    resync_grace: float = 15.0
+    panic_threshold: float = 0.5
     snapshot_file: Path | None = None
     ejection: EjectionPolicy = field(default_factory=EjectionPolicy)
     consul: ConsulSettings = field(default_factory=ConsulSettings)
@@ -45,6 +47,8 @@ class GatewaySettings:
             retry_budget_floor=env.get_int(e, "GATEWAY_RETRY_FLOOR", 10, 0, 100_000),
             watch_wait=env.get_duration(e, "GATEWAY_WATCH_WAIT", "30s", lo=1, hi=600),
             stale_after=env.get_duration(e, "GATEWAY_STALE_AFTER", "60s", lo=1, hi=86400),
+            resync_grace=env.get_duration(e, "GATEWAY_RESYNC_GRACE", "15s", lo=0, hi=3600),
+            panic_threshold=env.get_float(e, "GATEWAY_PANIC_THRESHOLD", 0.5, 0.0, 1.0),
             snapshot_file=Path(snapshot) if snapshot else None,
             ejection=EjectionPolicy(
                 consecutive_failures=env.get_int(e, "GATEWAY_EJECT_AFTER", 3, 1, 1000),

@@ -19,6 +19,7 @@ from werkzeug.exceptions import HTTPException
 from discovery import env
 from discovery.settings import instance_id
 from services.common import faults
+from services.common.faults import Faults
 
 log = logging.getLogger(__name__)
 UNGUARDED = ("/health", "/admin/")  # paths that fault injection never touches
@@ -52,9 +53,11 @@ def _health() -> ResponseReturnValue:
     return jsonify(status="ok")
 
 
-def _inject_faults() -> None:
-    if not request.path.startswith(UNGUARDED):
-        current_app.extensions["faults"].before_request()
+def _inject_faults() -> ResponseReturnValue | None:
+    if request.path.startswith(UNGUARDED):
+        return None
+    faults: Faults = current_app.extensions["faults"]
+    return faults.before_request()
 
 
 def _stamp_instance(response: Response) -> Response:

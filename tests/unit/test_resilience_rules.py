@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import pytest
 
 from discovery.model import Check, Instance, aggregate_status
@@ -125,3 +127,23 @@ def test_health_entry_uses_node_address_when_service_has_none() -> None:
     inst = Instance.from_health_entry(entry)
     assert (inst.address, inst.port, inst.passing, inst.tags) == ("10.1.1.1", 80, True, ())
     assert Instance.from_dict(inst.to_dict()) == inst
+
+
+def test_refused_instance_returns_only_after_consul_sees_it_down_and_up() -> None:
+    stats = StatsTable(EjectionPolicy(max_seconds=120.0, max_ejected_fraction=1.0))
+    assert stats.record_failure("a", ["a", "b"], eject_now=True)
+    assert stats.observe({"a", "b"}) == []  # Consul has not noticed anything yet
+    assert stats.is_ejected("a", time.monotonic())
+    assert stats.observe({"b"}) == []  # Consul reports it critical (or gone)
+    assert stats.is_ejected("a", time.monotonic())
+    assert stats.observe({"a", "b"}) == ["a"]  # and passing again: back in rotation
+    assert not stats.is_ejected("a", time.monotonic())
+
+
+def test_failure_ejection_is_not_held_for_consul() -> None:
+    stats = StatsTable(
+        EjectionPolicy(consecutive_failures=1, base_seconds=5.0, max_ejected_fraction=1.0)
+    )
+    assert stats.record_failure("a", ["a"])
+    assert stats.observe({"a"}) == []
+    assert stats.get("a").ejected_until - time.monotonic() <= 5.0
