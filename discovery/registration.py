@@ -107,12 +107,9 @@ class Registrar:
                 log.info("deregistered %s", self.service_id)
 
     def is_registered(self, client: consul.Consul | None = None) -> bool:
-        """Whether the local agent still knows this instance."""
-        try:
-            (client or self._client).agent.service_definition(self.service_id)
-        except consul.NotFound:
-            return False
-        return True
+        """Whether the local agent still knows this instance (py-consul gives None on 404)."""
+        found = (client or self._client).agent.service_definition(self.service_id)
+        return found is not None
 
     def start_keepalive(self, period: float | None = None) -> None:
         """Re-register in the background whenever the agent forgets this instance."""

@@ -34,8 +34,8 @@ def start_service(consul: ConsulDouble, log_dir: Path) -> Iterator[StartService]
     """Start sample-service instances; all of them are stopped when the module ends."""
     started: list[Process] = []
 
-    def start(name: str, wait: bool = True, **extra: str) -> Process:
-        port = free_port()
+    def start(name: str, wait: bool = True, port: int | None = None, **extra: str) -> Process:
+        port = port or free_port()
         proc = Process(
             f"{name}-{port}",
             f"services/{name}/gunicorn.conf.py",
