@@ -29,7 +29,9 @@ def create_base_app(name: str, config: Mapping[str, Any] | None = None) -> Flask
     """A Flask app for service *name*: identity, health, faults and JSON errors."""
     app = Flask(name)
     port = env.get_int(os.environ, "SERVICE_PORT", 8000, 1, 65535)
-    app.config.from_mapping(SERVICE_NAME=name, INSTANCE_ID=instance_id(name, port))
+    # The same ID the instance registers under in Consul (SERVICE_NAME may rename a service).
+    registered_as = os.environ.get("SERVICE_NAME", "").strip() or name
+    app.config.from_mapping(SERVICE_NAME=name, INSTANCE_ID=instance_id(registered_as, port))
     if config:
         app.config.from_mapping(config)
     app.extensions["faults"] = faults.Faults.from_env()
