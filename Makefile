@@ -70,5 +70,8 @@ ps: ## List the compose containers
 scale: ## Scale a service: make scale SERVICE=catalog N=5
 	$(COMPOSE) up -d --no-recreate --scale $(SERVICE)=$(N) $(SERVICE)
 
+chaos: $(STAMP) ## Deploy-safety scenarios under load, with a scorecard (about 2 minutes)
+	PYTHONPATH=. $(BIN)/python scripts/chaos.py
+
 clean: ## Remove the virtualenv and caches
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -32,6 +32,11 @@ Listener = Callable[[Mapping[str, Service]], None]
 IGNORED_SERVICES = frozenset({"consul"})
 
 
+def _never_checked(instance: Instance) -> bool:
+    """True if every failing check of *instance* is still waiting for its first run."""
+    return all(c.status == "passing" or not c.output for c in instance.checks)
+
+
 def next_index(previous: int, returned: int) -> int:
     """The index for the next blocking call, per Consul's index-reset rules."""
     if returned < previous:
@@ -150,7 +155,8 @@ class CatalogWatcher:
         query: Callable[[int], tuple[str | int, object]],
         handle: Callable[[object], bool],
     ) -> None:
-        index, backoff, held = 0, Backoff(base=0.05, cap=5.0), False
+        # A short cap: after an outage the watcher is back within ~2 s of Consul.
+        index, backoff, held = 0, Backoff(base=0.05, cap=2.0), False
         while not stop.is_set() and not self._stop.is_set():
             try:
                 raw_index, result = query(index)
@@ -218,16 +224,19 @@ class CatalogWatcher:
 
         A restarted Consul agent in dev mode (or one that lost its data) briefly knows no
         service at all, and instances that register again start critical until their first
-        check. Acting on that would empty every route for a few seconds; the last-known-good
-        instances stay instead until the grace period ends. Returns whether anything was held.
+        check runs. Acting on that would empty every route for a few seconds, so until the
+        grace period ends the last-known-good copy of an instance stands in for one that is
+        missing or whose failing checks have never run (empty output). A check that ran and
+        failed counts at once. Returns whether the grace period is still on.
         """
         if time.monotonic() >= self.resync_until or name not in self.services:
             return False
-        back = {i.id for i in instances if i.passing}
-        kept = [i for i in self.services[name].passing if i.id not in back]
-        if kept:
-            kept_ids = {i.id for i in kept}
-            instances[:] = [i for i in instances if i.id not in kept_ids] + kept
+        current = {i.id: i for i in instances}
+        for old in self.services[name].passing:
+            new = current.get(old.id)
+            if new is None or (not new.passing and _never_checked(new)):
+                current[old.id] = old
+        instances[:] = list(current.values())
         return True
 
     def _ready_when_synced(self, names: set[str]) -> None:

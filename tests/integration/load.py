@@ -76,6 +76,12 @@ class Load:
     def __exit__(self, *exc: object) -> None:
         self.stop()
 
+    def join(self) -> LoadResult:
+        """Wait for the run to reach its bounds by itself, and return what it saw."""
+        for thread in self._threads:
+            thread.join(self.max_seconds + self.timeout + 5)
+        return self.result
+
     def stop(self) -> LoadResult:
         """Stop the clients and return what they saw."""
         self._stop.set()
