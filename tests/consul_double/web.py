@@ -73,6 +73,9 @@ class Handler(BaseHTTPRequestHandler):
     server: Server
     protocol_version = "HTTP/1.1"
     server_version = "consul-double"
+    # Headers and body go out in two writes; without TCP_NODELAY, Nagle's algorithm holds the
+    # body until the client's delayed ACK (~40 ms). Consul's Go server sets TCP_NODELAY too.
+    disable_nagle_algorithm = True
 
     def do_GET(self) -> None:
         """Handle GET."""
