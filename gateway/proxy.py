@@ -127,9 +127,6 @@ class Proxy:
         tried: set[str] = set()
         failure = (502, "upstream_unreachable", "no instance could be reached")
         for attempt in range(self.settings.max_attempts):
-            if attempt and not self.budget.try_acquire():
-                failure = (failure[0], failure[1], failure[2] + "; retry budget exhausted")
-                break
             instance = self._choose(service, picker, tried)
             remaining = deadline - time.monotonic()
             if instance is None or remaining <= 0:
@@ -146,7 +143,9 @@ class Proxy:
                 stats.end(time.monotonic() - started, self.stats.decay)
                 self._failed(service, instance, eject_now=True)
                 failure = (502, "upstream_unreachable", str(exc))
-                continue  # never sent: any method may go to another instance
+                if self._may_retry(attempt, service, tried):
+                    continue  # never sent: any method may go to another instance
+                break
             except UpstreamTimeout as exc:
                 stats.end(time.monotonic() - started, self.stats.decay)
                 self._failed(service, instance)
@@ -157,7 +156,8 @@ class Proxy:
                 stats.end(time.monotonic() - started, self.stats.decay)
                 self._failed(service, instance)
                 failure = (502, "upstream_failed", str(exc))
-                if replayable and (method in _IDEMPOTENT or keyed):
+                safe = replayable and (method in _IDEMPOTENT or keyed)
+                if safe and self._may_retry(attempt, service, tried):
                     continue
                 break
             rtt = time.monotonic() - started
@@ -167,19 +167,26 @@ class Proxy:
             else:
                 self.stats.record_success(instance.id)
             if (
-                attempt + 1 < self.settings.max_attempts
-                and replayable
+                replayable
                 and may_retry_status(method, status, keyed)
-                and len(service.passing) > len(tried)
+                and self._may_retry(attempt, service, tried)
             ):
                 drain(conn, response, self.pool)
                 stats.end(rtt, self.stats.decay)
-                failure = (status, "upstream_error", f"instance answered {status}")
                 continue
+            # Not retried (or no retry left): the client gets the instance's own answer.
             return self._relay(start_response, conn, response, instance, rid, stats, rtt, method)
         code, error_code, detail = failure
         return responses.error(
             start_response, code, error_code, detail, rid, service=service.name, attempts=len(tried)
+        )
+
+    def _may_retry(self, attempt: int, service: Service, tried: set[str]) -> bool:
+        """A retry needs an attempt left, an instance not tried yet, and the budget's consent."""
+        return (
+            attempt + 1 < self.settings.max_attempts
+            and len(service.passing) > len(tried)
+            and self.budget.try_acquire()
         )
 
     def _choose(self, service: Service, picker: Picker, tried: set[str]) -> Instance | None:
