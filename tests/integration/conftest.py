@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from tests.consul_double.launcher import ConsulDouble, run_consul_double
-from tests.integration.harness import Process, free_port, gateway_env, service_env
+from tests.integration.harness import Process, free_port, gateway_env, service_env, stop_all
 
 pytestmark = pytest.mark.integration
 
@@ -49,8 +49,7 @@ def start_service(consul: ConsulDouble, log_dir: Path) -> Iterator[StartService]
         return proc
 
     yield start
-    for proc in started:
-        proc.stop()
+    stop_all(started)
 
 
 @pytest.fixture(scope="module")
@@ -72,5 +71,4 @@ def start_gateway(consul: ConsulDouble, log_dir: Path) -> Iterator[Callable[...,
         return proc
 
     yield start
-    for proc in started:
-        proc.stop()
+    stop_all(started)

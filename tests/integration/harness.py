@@ -103,7 +103,7 @@ class Process:
         if self.popen is None:
             return
         if self.popen.poll() is None:
-            self.popen.terminate()
+            self.popen.terminate()  # a second SIGTERM (after stop_all's) changes nothing
             try:
                 self.popen.wait(20)
             except subprocess.TimeoutExpired:
@@ -114,6 +114,15 @@ class Process:
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")[-4000:]
+
+
+def stop_all(procs: list[Process]) -> None:
+    """Stop many processes at once: they drain in parallel instead of one after another."""
+    for proc in procs:
+        if proc.popen is not None and proc.popen.poll() is None:
+            proc.popen.terminate()
+    for proc in procs:
+        proc.stop()
 
 
 def service_env(name: str, port: int, consul: str, **extra: str) -> dict[str, str]:

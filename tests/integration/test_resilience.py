@@ -13,7 +13,7 @@ import pytest
 from discovery.settings import instance_id
 from tests.consul_double.launcher import ConsulDouble
 from tests.integration.conftest import StartService
-from tests.integration.harness import Process, passing_ids, wait_for
+from tests.integration.harness import Process, passing_ids, stop_all, wait_for
 from tests.integration.scenarios import consul_outage, failover, rolling_restart
 
 pytestmark = pytest.mark.integration
@@ -30,8 +30,7 @@ def replicas(start_service: StartService, consul: ConsulDouble, gateway: Process
     ids = {instance_id("catalog", p.port) for p in procs}
     wait_for(lambda: passing_ids(consul.addr, "catalog") == ids, 15, "3 passing replicas")
     yield procs
-    for proc in procs:
-        proc.stop()
+    stop_all(procs)
     wait_for(lambda: not passing_ids(consul.addr, "catalog"), 15, "the replicas to deregister")
 
 
