@@ -95,7 +95,7 @@ class StatsTable:
     def record_failure(
         self, instance_id: str, peer_ids: Sequence[str], eject_now: bool = False
     ) -> bool:
-        """Count a failure; return True if the instance is now ejected.
+        """Count a failure; return True if this failure ejected the instance.
 
         *peer_ids* are the service's instances, which bound how many may be ejected at once.
         *eject_now* ejects at once (a refused connection means the process is gone); such an
@@ -107,7 +107,7 @@ class StatsTable:
         with stats.lock:
             stats.consecutive_failures += 1
             if stats.ejected_until > now:
-                return True
+                return False  # already out of rotation
             if not eject_now and stats.consecutive_failures < self.policy.consecutive_failures:
                 return False
         limit = self.policy.max_ejected_fraction * len(peer_ids)

@@ -8,6 +8,7 @@ from flask import Blueprint, Flask, current_app, jsonify
 from flask.typing import ResponseReturnValue
 from werkzeug.exceptions import HTTPException
 
+from gateway import metrics
 from gateway.proxy import Proxy
 
 bp = Blueprint("admin", __name__, url_prefix="/_gateway")
@@ -73,6 +74,14 @@ def health() -> ResponseReturnValue:
         discovery=status,
         retry_budget_denied=proxy.budget.denied,
     ), code
+
+
+@bp.get("/metrics")
+def prometheus_metrics() -> ResponseReturnValue:
+    """Prometheus exposition of every worker's metrics."""
+    metrics.set_last_sync(_proxy().watcher.last_success)
+    body, content_type = metrics.render()
+    return body, 200, {"Content-Type": content_type}
 
 
 def _json_error(exc: HTTPException) -> ResponseReturnValue:

@@ -5,7 +5,10 @@ default 2: one per core of a small machine) and ``WEB_THREADS`` (threads per wor
 """
 
 import os
+import shutil
 import sys
+import tempfile
+from typing import Any
 
 from discovery import env
 from discovery.errors import SettingsError
@@ -18,6 +21,22 @@ try:
     threads = env.get_int(os.environ, "WEB_THREADS", 16, 1, 1024)
 except SettingsError as exc:
     sys.exit(f"configuration error: {exc}")
+
+# Workers write their Prometheus metrics here (prometheus_client's multiprocess mode); set
+# before any worker imports prometheus_client, and emptied so old workers' values never count.
+METRICS_DIR = os.environ.setdefault(
+    "PROMETHEUS_MULTIPROC_DIR", tempfile.mkdtemp(prefix="gateway-metrics-")
+)
+shutil.rmtree(METRICS_DIR, ignore_errors=True)
+os.makedirs(METRICS_DIR, exist_ok=True)
+
+
+def child_exit(server: Any, worker: Any) -> None:
+    """Drop the live gauges of a worker that exited (its counters keep counting)."""
+    from prometheus_client import multiprocess
+
+    multiprocess.mark_process_dead(worker.pid)
+
 
 wsgi_app = "gateway.app:create_app()"
 bind = [f"{os.environ.get('GATEWAY_BIND', '0.0.0.0')}:{port}"]

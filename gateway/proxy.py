@@ -20,7 +20,7 @@ from discovery.balancer import Picker, make_picker
 from discovery.model import Instance, Service
 from discovery.stats import InstanceStats, StatsTable
 from discovery.watcher import CatalogWatcher
-from gateway import responses
+from gateway import metrics, responses
 from gateway.headers import request_headers, response_headers
 from gateway.pool import ConnectFailed, Connection, Pool
 from gateway.retry import RetryBudget, may_retry_status
@@ -59,6 +59,7 @@ class Proxy:
     def on_services(self, services: Mapping[str, Service]) -> None:
         """Rebuild the route table when the snapshot changes (called by the watcher)."""
         self.routes = RouteTable.build(services, self.settings.balancer)
+        metrics.set_last_sync(self.watcher.last_success)
         passing = {i.id for svc in services.values() for i in svc.passing}
         for instance_id in self.stats.observe(passing):
             log.info("%s is passing in Consul again; back in rotation", instance_id)
@@ -74,6 +75,18 @@ class Proxy:
     def __call__(
         self, environ: dict[str, Any], start_response: responses.StartResponse
     ) -> Iterable[bytes]:
+        started = time.monotonic()
+        labels = [metrics.UNROUTED]
+
+        def counted_start(status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> Any:
+            metrics.observe(labels[0], status, started)
+            return start_response(status, headers, exc_info)
+
+        return self._handle(environ, counted_start, labels)
+
+    def _handle(
+        self, environ: dict[str, Any], start_response: responses.StartResponse, labels: list[str]
+    ) -> Iterable[bytes]:
         rid = environ.get("HTTP_X_REQUEST_ID", "")
         if not _REQUEST_ID.match(rid):
             rid = uuid.uuid4().hex
@@ -84,6 +97,7 @@ class Proxy:
                 start_response, 404, "unknown_service", f"no service is routed at {path}", rid
             )
         route, upstream_path = matched
+        labels[0] = route.service
         service = self.watcher.services.get(route.service)
         if service is None or not service.passing:
             return responses.error(
@@ -143,7 +157,7 @@ class Proxy:
                 stats.end(time.monotonic() - started, self.stats.decay)
                 self._failed(service, instance, eject_now=True)
                 failure = (502, "upstream_unreachable", str(exc))
-                if self._may_retry(attempt, service, tried):
+                if self._may_retry(attempt, service, tried, "connect_failed"):
                     continue  # never sent: any method may go to another instance
                 break
             except UpstreamTimeout as exc:
@@ -157,7 +171,7 @@ class Proxy:
                 self._failed(service, instance)
                 failure = (502, "upstream_failed", str(exc))
                 safe = replayable and (method in _IDEMPOTENT or keyed)
-                if safe and self._may_retry(attempt, service, tried):
+                if safe and self._may_retry(attempt, service, tried, "connection_broken"):
                     continue
                 break
             rtt = time.monotonic() - started
@@ -169,7 +183,7 @@ class Proxy:
             if (
                 replayable
                 and may_retry_status(method, status, keyed)
-                and self._may_retry(attempt, service, tried)
+                and self._may_retry(attempt, service, tried, f"status_{status}")
             ):
                 drain(conn, response, self.pool)
                 stats.end(rtt, self.stats.decay)
@@ -181,13 +195,15 @@ class Proxy:
             start_response, code, error_code, detail, rid, service=service.name, attempts=len(tried)
         )
 
-    def _may_retry(self, attempt: int, service: Service, tried: set[str]) -> bool:
+    def _may_retry(self, attempt: int, service: Service, tried: set[str], reason: str) -> bool:
         """A retry needs an attempt left, an instance not tried yet, and the budget's consent."""
-        return (
-            attempt + 1 < self.settings.max_attempts
-            and len(service.passing) > len(tried)
-            and self.budget.try_acquire()
-        )
+        if attempt + 1 >= self.settings.max_attempts or len(service.passing) <= len(tried):
+            return False
+        if not self.budget.try_acquire():
+            metrics.BUDGET_DENIED.inc()
+            return False
+        metrics.RETRIES.labels(service.name, reason).inc()
+        return True
 
     def _choose(self, service: Service, picker: Picker, tried: set[str]) -> Instance | None:
         """Pick among passing, untried, non-ejected instances, with a panic threshold.
@@ -226,6 +242,7 @@ class Proxy:
     def _failed(self, service: Service, instance: Instance, eject_now: bool = False) -> None:
         ids = [i.id for i in service.passing]
         if self.stats.record_failure(instance.id, ids, eject_now=eject_now):
+            metrics.EJECTIONS.labels(service.name).inc()
             self.pool.discard_host((instance.address, instance.port))
 
     def _relay(

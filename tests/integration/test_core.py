@@ -141,3 +141,20 @@ def test_gateway_health_reports_fresh_consul_data(stack: dict[str, list[Process]
     assert response.status_code == 200
     assert response.json()["status"] == "ok"
     assert response.json()["stale"] is False
+
+
+def test_metrics_count_requests_by_service_and_code(stack: dict[str, list[Process]]) -> None:
+    gateway = stack["gateway"][0]
+    for _ in range(5):
+        requests.get(f"{gateway.url}/catalog/items", timeout=5)
+    requests.get(f"{gateway.url}/nosuchservice/x", timeout=5)
+    text = requests.get(f"{gateway.url}/_gateway/metrics", timeout=5).text
+    samples = {
+        line.rsplit(" ", 1)[0]: float(line.rsplit(" ", 1)[1])
+        for line in text.splitlines()
+        if line and not line.startswith("#")
+    }
+    assert samples['gateway_requests_total{code="200",service="catalog"}'] >= 5
+    assert samples['gateway_requests_total{code="404",service="-"}'] >= 1
+    assert samples['gateway_response_start_seconds_count{service="catalog"}'] >= 5
+    assert samples["gateway_discovery_last_sync_timestamp_seconds"] > 0
