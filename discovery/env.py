@@ -7,7 +7,7 @@ process stops at once with a message such as
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 
 from discovery.durations import parse_duration
 from discovery.errors import SettingsError
@@ -25,29 +25,32 @@ def get_str(env: Mapping[str, str], name: str, default: str | None = None) -> st
 
 def get_int(env: Mapping[str, str], name: str, default: int, lo: int, hi: int) -> int:
     """Return an integer in ``[lo, hi]``."""
-    raw = env.get(name, "").strip()
-    if not raw:
-        return default
-    try:
-        value = int(raw)
-    except ValueError:
-        value = lo - 1
-    if not lo <= value <= hi:
-        raise SettingsError(f"{name}: expected an integer from {lo} to {hi}, got {raw!r}")
-    return value
+    return int(_number(env, name, default, lo, hi, int, "an integer"))
 
 
 def get_float(env: Mapping[str, str], name: str, default: float, lo: float, hi: float) -> float:
     """Return a number in ``[lo, hi]``."""
+    return _number(env, name, default, lo, hi, float, "a number")
+
+
+def _number(
+    env: Mapping[str, str],
+    name: str,
+    default: float,
+    lo: float,
+    hi: float,
+    parse: Callable[[str], float],
+    kind: str,
+) -> float:
     raw = env.get(name, "").strip()
     if not raw:
         return default
     try:
-        value = float(raw)
+        value = parse(raw)
     except ValueError:
         value = lo - 1
     if not lo <= value <= hi:
-        raise SettingsError(f"{name}: expected a number from {lo} to {hi}, got {raw!r}")
+        raise SettingsError(f"{name}: expected {kind} from {lo:g} to {hi:g}, got {raw!r}")
     return value
 
 

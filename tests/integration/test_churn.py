@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import signal
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 import pytest
 import requests
@@ -12,7 +12,7 @@ import requests
 from discovery.settings import instance_id
 from tests.consul_double.launcher import ConsulDouble
 from tests.integration.conftest import StartService
-from tests.integration.harness import Process, passing_ids, wait_for
+from tests.integration.harness import Process, passing_ids, stop_all, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -54,46 +54,41 @@ def routed_to(gateway: Process, ids: set[str]) -> Callable[[], bool]:
     return check
 
 
-def test_sigterm_deregisters_and_the_instance_gets_no_more_traffic(
+@pytest.fixture
+def three(
     start_service: StartService, consul: ConsulDouble, gateway: Process
-) -> None:
+) -> Iterator[list[Process]]:
+    """Three catalog replicas the gateway routes to; stopped after the test."""
     procs = start_catalogs(start_service, consul, 3)
-    ids = {instance_id("catalog", p.port) for p in procs}
-    wait_for(routed_to(gateway, ids), 5, "the gateway to see 3 instances")
-    victim = procs[0]
-    victim_id = instance_id("catalog", victim.port)
+    wait_for(routed_to(gateway, ids_of(procs)), 5, "the gateway to see 3 instances")
+    yield procs
+    stop_all(procs)
+
+
+def ids_of(procs: list[Process]) -> set[str]:
+    return {instance_id("catalog", p.port) for p in procs}
+
+
+def test_sigterm_deregisters_and_the_instance_gets_no_more_traffic(
+    three: list[Process], consul: ConsulDouble, gateway: Process
+) -> None:
+    victim, victim_id = three[0], instance_id("catalog", three[0].port)
     victim.signal(signal.SIGTERM)
     wait_for(lambda: victim_id not in passing_ids(consul.addr, "catalog"), 5, "deregistration")
     entries = requests.get(f"{consul.addr}/v1/catalog/service/catalog", timeout=5).json()
     assert victim_id not in {e["ServiceID"] for e in entries}  # gone, not just critical
     assert victim.wait_exit(20) == 0
-    counts = served(gateway, 90)
-    assert victim_id not in counts
-    assert set(counts) == ids - {victim_id}
-    for proc in procs[1:]:
-        proc.stop()
+    assert set(served(gateway, 90)) == ids_of(three[1:])
 
 
 def test_sigkilled_instance_gets_no_traffic_once_its_check_is_critical(
-    start_service: StartService, consul: ConsulDouble, gateway: Process
+    three: list[Process], consul: ConsulDouble, gateway: Process
 ) -> None:
-    procs = start_catalogs(start_service, consul, 3)
-    ids = {instance_id("catalog", p.port) for p in procs}
-    wait_for(routed_to(gateway, ids), 5, "the gateway to see 3 instances")
-    victim = procs[0]
-    victim_id = instance_id("catalog", victim.port)
+    victim, victim_id = three[0], instance_id("catalog", three[0].port)
     victim.kill()  # SIGKILL to master and workers: no hook runs, only the check notices
-    wait_for(
-        lambda: victim_id not in passing_ids(consul.addr, "catalog"),
-        10,
-        "the check to turn critical",
-    )
-    wait_for(routed_to(gateway, ids - {victim_id}), 5, "the gateway to drop the instance")
-    counts = served(gateway, 90)
-    assert victim_id not in counts
-    assert set(counts) == ids - {victim_id}
-    for proc in procs[1:]:
-        proc.stop()
+    wait_for(lambda: victim_id not in passing_ids(consul.addr, "catalog"), 10, "a critical check")
+    wait_for(routed_to(gateway, ids_of(three[1:])), 5, "the gateway to drop the instance")
+    assert set(served(gateway, 90)) == ids_of(three[1:])
 
 
 def test_new_instance_gets_traffic_within_2s_of_its_check_passing(
