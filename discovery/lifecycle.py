@@ -25,6 +25,19 @@ log = logging.getLogger(__name__)
 _registrar: Registrar | None = None
 
 
+def configure_logging() -> None:
+    """Send the project's log records (INFO and up) to stderr, formatted like gunicorn's.
+
+    Called from the gunicorn config files, so it runs in the master before the workers fork
+    and both inherit it; without it Python drops everything below WARNING.
+    """
+    logging.basicConfig(
+        level=logging.INFO,
+        format="[%(asctime)s] [%(process)d] [%(levelname)s] %(name)s: %(message)s",
+        datefmt="%Y-%m-%d %H:%M:%S %z",
+    )
+
+
 def on_starting(server: Any) -> None:
     """Validate the settings before anything binds; a bad variable stops startup by name."""
     try:

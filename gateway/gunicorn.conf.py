@@ -12,8 +12,10 @@ from typing import Any
 
 from discovery import env
 from discovery.errors import SettingsError
+from discovery.lifecycle import configure_logging
 from gateway.settings import GatewaySettings
 
+configure_logging()
 try:
     GatewaySettings.from_env()  # fail here, naming the variable, before any worker starts
     port = env.get_int(os.environ, "GATEWAY_PORT", 8080, 1, 65535)

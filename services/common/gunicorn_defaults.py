@@ -12,8 +12,9 @@ import sys
 
 from discovery import env
 from discovery.errors import SettingsError
-from discovery.lifecycle import on_exit, on_starting, when_ready
+from discovery.lifecycle import configure_logging, on_exit, on_starting, when_ready
 
+configure_logging()
 try:
     port = env.get_int(os.environ, "SERVICE_PORT", 8000, 1, 65535)
     workers = env.get_int(os.environ, "WEB_CONCURRENCY", 1, 1, 64)
