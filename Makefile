@@ -70,6 +70,10 @@ ps: ## List the compose containers
 scale: ## Scale a service: make scale SERVICE=catalog N=5
 	$(COMPOSE) up -d --no-recreate --scale $(SERVICE)=$(N) $(SERVICE)
 
+bench: $(STAMP) ## Compare wrk throughput and latency: backends direct, nginx, the gateway (BENCH_DURATION=10)
+	bash scripts/ensure-bench-tools.sh
+	PYTHONPATH=. $(BIN)/python scripts/bench.py
+
 chaos: $(STAMP) ## Deploy-safety scenarios under load, with a scorecard (about 2 minutes)
 	PYTHONPATH=. $(BIN)/python scripts/chaos.py
 
