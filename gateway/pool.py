@@ -13,6 +13,8 @@ import time
 from collections import deque
 from http.client import HTTPResponse
 
+from gateway.response import FastResponse
+
 
 class ConnectFailed(OSError):
     """The TCP connection could not be made: the request was never sent."""
@@ -40,7 +42,7 @@ class Connection:
 
     def response(self, method: str) -> HTTPResponse:
         """Read the status line and headers of the answer."""
-        response = HTTPResponse(self.sock, method=method)
+        response = FastResponse(self.sock, method=method)
         response.begin()
         return response
 
