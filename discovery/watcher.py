@@ -156,21 +156,24 @@ class CatalogWatcher:
         handle: Callable[[object], bool],
     ) -> None:
         # A short cap: after an outage the watcher is back within ~2 s of Consul.
-        index, backoff, held = 0, Backoff(base=0.05, cap=2.0), False
+        index, seen, backoff, held = 0, 0, Backoff(base=0.05, cap=2.0), False
         while not stop.is_set() and not self._stop.is_set():
             try:
                 raw_index, result = query(index)
             except CONSUL_ERRORS as exc:
                 self._on_error(exc)
+                # Ask without blocking next time: an agent that restarted has a lower index
+                # and would hold a query for the old one until its wait ran out.
+                index = 0
                 stop.wait(backoff.next_delay())
                 continue
             backoff.reset()
             returned = int(raw_index or 0)
-            if returned < index:
+            if returned < seen:
                 self._start_resync()
             if returned != index or index == 0 or held:
                 held = handle(result)
-            index = next_index(index, returned)
+            index = seen = next_index(index, returned)
             self._on_success(index)
 
     # -- state changes ---------------------------------------------------------------------
