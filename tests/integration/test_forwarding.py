@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import threading
 from collections.abc import Callable, Iterator
 
 import pytest
@@ -124,3 +125,25 @@ def test_slow_upstream_is_a_504_json_error(
     response = wait_for_status(f"{gateway.url}/slowpoke/x", 504, 10, "a 504 from the slow instance")
     assert response.json()["error"] == "upstream_timeout"
     slow.stop()
+
+
+def test_busy_keep_alive_connections_do_not_starve_others(
+    start_gateway: Callable[..., Process], gateway: Process
+) -> None:
+    # Twelve clients on keep-alive connections against one worker with two threads: the
+    # worker keeps a busy connection on its thread only while no other connection waits.
+    small = start_gateway(WEB_CONCURRENCY="1", WEB_THREADS="2")
+    wait_for(lambda: requests.get(f"{small.url}/echo/health", timeout=2).ok, 10, "a route to echo")
+    results: list[int] = []
+
+    def client() -> None:
+        with requests.Session() as session:
+            for _ in range(25):
+                results.append(session.get(f"{small.url}/echo/x", timeout=10).status_code)
+
+    threads = [threading.Thread(target=client) for _ in range(12)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    assert results == [200] * 300
