@@ -21,7 +21,8 @@ from discovery.settings import ConsulSettings
 from discovery.stats import StatsTable
 from discovery.watcher import CatalogWatcher
 
-IDEMPOTENT = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE"})
+# Methods whose repetition has the same effect as one call (RFC 9110 section 9.2.2).
+IDEMPOTENT_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE"})
 
 
 def _never_sent(exc: requests.ConnectionError) -> bool:
@@ -101,7 +102,7 @@ class ServiceClient:
                     instance.id, [i.id for i in entry.passing] if entry else [], eject_now=True
                 )
                 last_error = exc
-                if method.upper() in IDEMPOTENT or _never_sent(exc):
+                if method.upper() in IDEMPOTENT_METHODS or _never_sent(exc):
                     continue
                 raise
             stats.end(time.monotonic() - started, self.stats.decay)

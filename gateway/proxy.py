@@ -17,6 +17,7 @@ from typing import Any
 from urllib.parse import quote
 
 from discovery.balancer import Picker, make_picker
+from discovery.client import IDEMPOTENT_METHODS
 from discovery.model import Instance, Service
 from discovery.stats import InstanceStats, StatsTable
 from discovery.watcher import CatalogWatcher
@@ -170,7 +171,7 @@ class Proxy:
                 stats.end(time.monotonic() - started, self.stats.decay)
                 self._failed(service, instance)
                 failure = (502, "upstream_failed", str(exc))
-                safe = replayable and (method in _IDEMPOTENT or keyed)
+                safe = replayable and (method in IDEMPOTENT_METHODS or keyed)
                 if safe and self._may_retry(attempt, service, tried, "connection_broken"):
                     continue
                 break
@@ -270,9 +271,6 @@ class Proxy:
             stats.end(rtt, self.stats.decay)
             return [data]
         return _Streamed(conn, response, self.pool, lambda: stats.end(rtt, self.stats.decay))
-
-
-_IDEMPOTENT = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE"})
 
 
 class _Streamed:

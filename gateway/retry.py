@@ -13,7 +13,8 @@ import threading
 import time
 from collections.abc import Callable
 
-IDEMPOTENT_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE"})
+from discovery.client import IDEMPOTENT_METHODS
+
 RETRYABLE_STATUSES = frozenset({502, 503, 504})
 
 
