@@ -23,10 +23,9 @@ from pathlib import Path
 
 import requests
 
-from tests.consul_double.launcher import run_consul_double
+from tests.consul_double.launcher import free_port, run_consul_double
 from tests.integration.harness import (
     Process,
-    free_port,
     gateway_env,
     passing_ids,
     service_env,

@@ -21,10 +21,9 @@ from pathlib import Path
 import requests
 
 from discovery.settings import instance_id
-from tests.consul_double.launcher import ConsulDouble, run_consul_double
+from tests.consul_double.launcher import ConsulDouble, free_port, run_consul_double
 from tests.integration.harness import (
     Process,
-    free_port,
     gateway_env,
     passing_ids,
     service_env,

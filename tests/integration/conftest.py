@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.consul_double.launcher import ConsulDouble, run_consul_double
-from tests.integration.harness import Process, free_port, gateway_env, service_env, stop_all
+from tests.consul_double.launcher import ConsulDouble, free_port, run_consul_double
+from tests.integration.harness import Process, gateway_env, service_env, stop_all
 
 pytestmark = pytest.mark.integration
 

@@ -6,7 +6,7 @@ clients and must not fail a single request.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Sequence
 
 import pytest
 
@@ -25,7 +25,9 @@ def gateway(start_gateway: Callable[..., Process]) -> Process:
 
 
 @pytest.fixture
-def replicas(start_service: StartService, consul: ConsulDouble, gateway: Process) -> list[Process]:
+def replicas(
+    start_service: StartService, consul: ConsulDouble, gateway: Process
+) -> Iterator[list[Process]]:
     procs = [start_service("catalog") for _ in range(3)]
     ids = {instance_id("catalog", p.port) for p in procs}
     wait_for(lambda: passing_ids(consul.addr, "catalog") == ids, 15, "3 passing replicas")
@@ -34,7 +36,7 @@ def replicas(start_service: StartService, consul: ConsulDouble, gateway: Process
     wait_for(lambda: not passing_ids(consul.addr, "catalog"), 15, "the replicas to deregister")
 
 
-def describe(score_failures: list[object]) -> str:
+def describe(score_failures: Sequence[object]) -> str:
     return "\n".join(repr(f) for f in score_failures[:10])
 
 
