@@ -105,6 +105,11 @@ class CatalogWatcher:
         """Block until every known service has been read from Consul once."""
         return self._ready.wait(timeout)
 
+    @property
+    def has_data(self) -> bool:
+        """True once the snapshot holds something to route from: a full read, or the file."""
+        return self._ready.is_set() or self.from_snapshot_file
+
     def status(self) -> dict[str, object]:
         """Freshness of the snapshot, for ``/_gateway/health`` and metrics."""
         now = time.monotonic()

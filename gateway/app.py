@@ -1,11 +1,14 @@
 """The gateway's WSGI entry point: ``/_gateway/*`` goes to Flask, everything else to the proxy.
 
 gunicorn serves ``gateway.app:create_app()``; each worker process builds its own watcher, so
-every worker routes from a live Consul snapshot without sharing state.
+every worker routes from a live Consul snapshot without sharing state. A worker first reads the
+whole catalog (for up to ``GATEWAY_STARTUP_WAIT``) and only then accepts connections, so a new
+or restarted worker never answers 404 for a service it has simply not read yet.
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterable
 from typing import Any
 
@@ -16,6 +19,7 @@ from gateway.responses import StartResponse
 from gateway.settings import GatewaySettings
 
 ADMIN_PREFIX = "/_gateway/"
+log = logging.getLogger(__name__)
 
 
 class Gateway:
@@ -43,4 +47,11 @@ def create_app(settings: GatewaySettings | None = None, start: bool = True) -> G
     gateway = Gateway(Proxy(settings, watcher))
     if start:
         watcher.start()
+        if not watcher.wait_ready(settings.startup_wait):
+            log.warning(
+                "no full read of the Consul catalog after %.1fs (%s); serving %s",
+                settings.startup_wait,
+                watcher.last_error or "no answer yet",
+                "from the snapshot file" if watcher.from_snapshot_file else "503 until it arrives",
+            )
     return gateway

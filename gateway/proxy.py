@@ -94,6 +94,11 @@ class Proxy:
         path = environ.get("PATH_INFO") or "/"
         matched = self.routes.match(path)
         if matched is None:
+            if not self.watcher.has_data:
+                return responses.error(
+                    start_response, 503, "not_synced",
+                    "the gateway has not read the service catalog from Consul yet", rid,
+                )  # fmt: skip
             return responses.error(
                 start_response, 404, "unknown_service", f"no service is routed at {path}", rid
             )

@@ -27,6 +27,7 @@ class GatewaySettings:
     watch_wait: float = 30.0
     stale_after: float = 60.0
     resync_grace: float = 15.0
+    startup_wait: float = 5.0
     panic_threshold: float = 0.5
     snapshot_file: Path | None = None
     ejection: EjectionPolicy = field(default_factory=EjectionPolicy)
@@ -48,6 +49,8 @@ class GatewaySettings:
             watch_wait=env.get_duration(e, "GATEWAY_WATCH_WAIT", "30s", lo=1, hi=600),
             stale_after=env.get_duration(e, "GATEWAY_STALE_AFTER", "60s", lo=1, hi=86400),
             resync_grace=env.get_duration(e, "GATEWAY_RESYNC_GRACE", "15s", lo=0, hi=3600),
+            # Below gunicorn's 30 s worker timeout, which also covers a worker's start.
+            startup_wait=env.get_duration(e, "GATEWAY_STARTUP_WAIT", "5s", lo=0, hi=20),
             panic_threshold=env.get_float(e, "GATEWAY_PANIC_THRESHOLD", 0.5, 0.0, 1.0),
             snapshot_file=Path(snapshot) if snapshot else None,
             ejection=EjectionPolicy(

@@ -69,6 +69,21 @@ def test_requests_through_the_gateway_reach_every_instance(stack: dict[str, list
     assert min(counts.values()) >= 60, counts  # each instance gets at least 20%
 
 
+def test_a_new_gateway_routes_every_service_from_its_first_request(
+    stack: dict[str, list[Process]], start_gateway: Callable[..., Process]
+) -> None:
+    # Each worker reads the whole catalog before it accepts connections; a fresh connection
+    # per request lands on either worker, including one that has only just started.
+    gateway = start_gateway(WEB_CONCURRENCY="2")
+    codes = Counter(
+        requests.get(
+            f"{gateway.url}/catalog/items", headers={"Connection": "close"}, timeout=5
+        ).status_code
+        for _ in range(40)
+    )
+    assert codes == {200: 40}
+
+
 def test_a_service_calls_another_through_discovery(stack: dict[str, list[Process]]) -> None:
     gateway = stack["gateway"][0]
     catalog_ids = {instance_id("catalog", p.port) for p in stack["catalog"]}

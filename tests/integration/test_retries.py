@@ -15,7 +15,7 @@ import requests
 from discovery.settings import instance_id
 from tests.consul_double.launcher import ConsulDouble
 from tests.integration.conftest import StartService
-from tests.integration.harness import Process, passing_ids, wait_for
+from tests.integration.harness import Process, passing_ids, wait_for, wait_for_status
 
 pytestmark = pytest.mark.integration
 # One worker, no ejection and a budget that never runs out: every retry rule shows plainly.
@@ -134,7 +134,7 @@ def test_panic_threshold_spreads_load_when_every_instance_is_ejected(
 
 def test_gateway_starts_from_its_snapshot_file_while_consul_is_down(
     start_gateway: Callable[..., Process],
-    start_service: StartService,
+    flaky: dict[str, str],
     consul: ConsulDouble,
     tmp_path: Path,
 ) -> None:
@@ -153,3 +153,19 @@ def test_gateway_starts_from_its_snapshot_file_while_consul_is_down(
         assert health.json()["discovery"]["from_snapshot_file"] is True
     finally:
         consul.start()
+
+
+def test_gateway_without_consul_or_snapshot_answers_503_not_synced(
+    start_gateway: Callable[..., Process], consul: ConsulDouble
+) -> None:
+    consul.stop()
+    try:
+        gateway = start_gateway(WEB_CONCURRENCY="1", GATEWAY_STARTUP_WAIT="1s")
+        response = requests.get(f"{gateway.url}/flaky/x", timeout=5)
+        assert response.status_code == 503
+        assert response.json()["error"] == "not_synced"
+        assert requests.get(f"{gateway.url}/_gateway/health", timeout=5).json()["stale"] is True
+    finally:
+        consul.start()
+    # Once Consul answers, the gateway tells unknown services from unread ones by itself.
+    wait_for_status(f"{gateway.url}/nosuchservice/x", 404, 15, "a first read of the catalog")

@@ -100,6 +100,7 @@ def test_gateway_settings_defaults_and_overrides() -> None:
     default = GatewaySettings.from_env({})
     assert default.balancer == "least_outstanding"
     assert default.snapshot_file is None
+    assert default.startup_wait == 5.0
     s = GatewaySettings.from_env(
         {
             "GATEWAY_BALANCER": "peak_ewma",
@@ -117,6 +118,8 @@ def test_gateway_settings_defaults_and_overrides() -> None:
         ({"GATEWAY_MAX_ATTEMPTS": "0"}, "GATEWAY_MAX_ATTEMPTS"),
         ({"GATEWAY_RETRY_BUDGET": "2"}, "GATEWAY_RETRY_BUDGET"),
         ({"GATEWAY_CONNECT_TIMEOUT": "soon"}, "GATEWAY_CONNECT_TIMEOUT"),
+        # Longer would let gunicorn's 30 s worker timeout kill a worker that is still starting.
+        ({"GATEWAY_STARTUP_WAIT": "25s"}, "GATEWAY_STARTUP_WAIT"),
     ],
 )
 def test_bad_gateway_settings_name_the_variable(env: dict[str, str], variable: str) -> None:
