@@ -29,8 +29,8 @@ from tests.integration.harness import (
     service_env,
     wait_for,
 )
-from tests.integration.load import Load
 from tests.integration.scenarios import Score, consul_outage, failover, rolling_restart
+from tests.load import Load
 
 OUTAGE = float(os.environ.get("CHAOS_OUTAGE_SECONDS", "30"))
 SLOW_SECONDS = float(os.environ.get("CHAOS_SLOW_SECONDS", "10"))

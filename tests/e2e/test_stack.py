@@ -11,9 +11,9 @@ from collections.abc import Callable
 
 import pytest
 
-from tests.e2e.load import Load
 from tests.e2e.stack import GATEWAY, Stack, instance_id
 from tests.integration.harness import wait_for
+from tests.load import Load
 
 pytestmark = pytest.mark.e2e
 
@@ -23,6 +23,14 @@ Report = Callable[[str], None]
 # own deregistration takes it out of rotation. So losing one replica of three, by a crash or
 # by a stop, should cost no request at all: any failure is a finding, not noise.
 MAX_FAILED = 0
+
+
+def steady_load() -> Load:
+    """4 clients at 25 requests a second each. They wait longer than the gateway's own deadline
+    (30s), so a failure is the gateway's answer, not an impatient client."""
+    return Load(
+        f"{GATEWAY}/catalog/items", timeout=35.0, rate=25.0, max_requests=6000, max_seconds=150.0
+    )
 
 
 def test_gateway_routes_to_every_service_through_the_published_port(stack: Stack) -> None:
@@ -63,9 +71,9 @@ def test_every_replica_gets_traffic_after_scaling_to_three(stack: Stack, report:
 def test_killing_a_replica_under_load_fails_no_request(stack: Stack, report: Report) -> None:
     victim = stack.scale("catalog", 3)[0]
     victim_id = instance_id("catalog", victim)
-    with Load(f"{GATEWAY}/catalog/items") as load:
+    with steady_load() as load:
         wait_for(
-            lambda: load.served[victim_id] > 0 and load.sent >= 100,
+            lambda: load.result.by_instance()[victim_id] > 0 and load.result.sent >= 100,
             60,
             f"steady load that reaches {victim_id}",
         )
@@ -75,11 +83,11 @@ def test_killing_a_replica_under_load_fails_no_request(stack: Stack, report: Rep
             60,
             f"Consul's check to take the killed {victim_id} out of the gateway's rotation",
         )
-        load.wait_for_requests(load.sent + 200, timeout=60)
+        load.wait_for_requests(load.result.sent + 200, timeout=60)
     victim.reload()
-    report(f"killed {victim_id} under load: {load.summary()}")
+    report(f"killed {victim_id} under load: {load.result.summary()}")
     assert victim.status == "exited"
-    assert len(load.failures) <= MAX_FAILED, "\n".join(load.failures[:20])
+    assert len(load.result.failures) <= MAX_FAILED, load.result.describe_failures(20)
 
 
 def test_stopping_a_replica_deregisters_it_and_fails_no_request(
@@ -88,12 +96,12 @@ def test_stopping_a_replica_deregisters_it_and_fails_no_request(
     victim = stack.scale("catalog", 3)[-1]
     victim_id = instance_id("catalog", victim)
     assert victim_id in stack.consul_registered("catalog")
-    with Load(f"{GATEWAY}/catalog/items") as load:
+    with steady_load() as load:
         load.wait_for_requests(100, timeout=60)
         # Like `docker compose stop`: SIGTERM, then SIGKILL only after the container's stop
         # timeout, which compose set from stop_grace_period.
         victim.stop()
-        load.wait_for_requests(load.sent + 100, timeout=60)
+        load.wait_for_requests(load.result.sent + 100, timeout=60)
     victim.reload()
     wait_for(
         lambda: victim_id not in stack.consul_registered("catalog"),
@@ -105,7 +113,7 @@ def test_stopping_a_replica_deregisters_it_and_fails_no_request(
         30,
         f"{victim_id} to leave the gateway's route table",
     )
-    report(f"stopped {victim_id} under load: {load.summary()}")
+    report(f"stopped {victim_id} under load: {load.result.summary()}")
     # 0, not 137: gunicorn drained and exited before Docker's SIGKILL deadline.
     assert victim.attrs["State"]["ExitCode"] == 0
-    assert len(load.failures) <= MAX_FAILED, "\n".join(load.failures[:20])
+    assert len(load.result.failures) <= MAX_FAILED, load.result.describe_failures(20)

@@ -17,7 +17,7 @@ import requests
 from discovery.settings import instance_id
 from tests.consul_double.launcher import ConsulDouble
 from tests.integration.harness import Process, passing_ids, wait_for
-from tests.integration.load import Load, LoadResult
+from tests.load import Load, LoadResult
 
 
 @dataclass

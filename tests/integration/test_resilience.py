@@ -6,7 +6,7 @@ clients and must not fail a single request.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator
 
 import pytest
 
@@ -36,16 +36,12 @@ def replicas(
     wait_for(lambda: not passing_ids(consul.addr, "catalog"), 15, "the replicas to deregister")
 
 
-def describe(score_failures: Sequence[object]) -> str:
-    return "\n".join(repr(f) for f in score_failures[:10])
-
-
 def test_sigkill_of_a_replica_under_load_fails_no_request(
     gateway: Process, replicas: list[Process]
 ) -> None:
     score = failover(gateway, replicas, settle=1.0)
     assert score.requests > 300
-    assert score.failed == 0, describe(score.result.failures)
+    assert score.failed == 0, score.result.describe_failures()
     victim = instance_id("catalog", replicas[0].port)
     survivors = {instance_id("catalog", p.port) for p in replicas[1:]}
     assert survivors <= set(score.result.by_instance())
@@ -58,7 +54,7 @@ def test_rolling_restart_under_load_fails_no_request(
     score = rolling_restart(
         gateway, replicas, lambda old: start_service("catalog", port=old.port), consul
     )
-    assert score.failed == 0, describe(score.result.failures)
+    assert score.failed == 0, score.result.describe_failures()
     assert score.requests > 300
     assert set(score.result.by_instance()) == {instance_id("catalog", p.port) for p in replicas}
 
@@ -67,6 +63,6 @@ def test_consul_outage_under_load_fails_no_request(
     gateway: Process, replicas: list[Process], consul: ConsulDouble
 ) -> None:
     score = consul_outage(gateway, consul, seconds=5, replicas=3)
-    assert score.failed == 0, describe(score.result.failures)
+    assert score.failed == 0, score.result.describe_failures()
     assert score.requests > 300
     assert any("stale=True" in note for note in score.notes)
