@@ -72,9 +72,8 @@ def consul_target_addr(consul_target: ConsulTarget) -> str:
 @pytest.fixture
 def api(consul_target: ConsulTarget) -> Iterator[Api]:
     """Plain HTTP access to the target."""
-    client = Api(consul_target.addr)
-    yield client
-    client.close()
+    with Api(consul_target.addr) as client:
+        yield client
 
 
 @pytest.fixture
@@ -161,11 +160,8 @@ def _py_consul(addr: str) -> Iterator[consul.Consul]:
 
 
 def _target(addr: str, double: ConsulDouble | None) -> ConsulTarget:
-    api = Api(addr)
-    try:
+    with Api(addr) as api:
         debug = api.get("/v1/agent/self").json().get("DebugConfig", {})
-    finally:
-        api.close()
     return ConsulTarget(
         addr=addr,
         double=double,

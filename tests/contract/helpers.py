@@ -53,7 +53,7 @@ class StatusServer:
 
 
 class Api:
-    """Plain HTTP access to one Consul agent (no environment proxies, session closed after)."""
+    """Plain HTTP access to one Consul agent (no environment proxies); use it in a ``with``."""
 
     def __init__(self, addr: str, token: str | None = None) -> None:
         self.addr = addr
@@ -80,6 +80,8 @@ class Api:
         response.raise_for_status()
         return int(response.headers["X-Consul-Index"])
 
-    def close(self) -> None:
-        """Close the session."""
+    def __enter__(self) -> Api:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
         self.session.close()

@@ -21,17 +21,15 @@ pytestmark = pytest.mark.contract
 @pytest.fixture
 def anonymous(acl_target: AclTarget) -> Iterator[Api]:
     """Plain HTTP without a token."""
-    api = Api(acl_target.addr)
-    yield api
-    api.close()
+    with Api(acl_target.addr) as api:
+        yield api
 
 
 @pytest.fixture
 def manager(acl_target: AclTarget) -> Iterator[Api]:
     """Plain HTTP with the management token."""
-    api = Api(acl_target.addr, acl_target.token)
-    yield api
-    api.close()
+    with Api(acl_target.addr, acl_target.token) as api:
+        yield api
 
 
 @pytest.fixture
@@ -53,12 +51,9 @@ def test_writes_without_a_token_are_denied(anonymous: Api, name: str) -> None:
 def test_an_unknown_token_is_rejected_for_reads_and_writes(
     acl_target: AclTarget, name: str
 ) -> None:
-    stranger = Api(acl_target.addr, "not-a-token")
-    try:
+    with Api(acl_target.addr, "not-a-token") as stranger:
         write = stranger.put("/v1/agent/service/register", json={"Name": name})
         read = stranger.get("/v1/catalog/services")
-    finally:
-        stranger.close()
     assert (write.status_code, write.text) == (403, "ACL not found")
     assert (read.status_code, read.text) == (403, "ACL not found")
 
@@ -87,11 +82,8 @@ def test_the_management_token_works_as_header_parameter_and_for_py_consul(
 ) -> None:
     [entry] = manager.get(f"/v1/health/service/{secured}").json()
     assert entry["Service"]["Service"] == secured
-    anonymous_url = Api(acl_target.addr)
-    try:
+    with Api(acl_target.addr) as anonymous_url:
         by_param = anonymous_url.get("/v1/catalog/services", token=acl_target.token)
-    finally:
-        anonymous_url.close()
     assert secured in by_param.json()
     with_token = make_client(acl_target.addr, acl_target.token)
     assert secured in with_token.agent.services()

@@ -20,20 +20,14 @@ def test_fifty_blocking_queries_all_wake_on_concurrent_registrations(
     current = api.index(f"/v1/health/service/{name}")
 
     def watch(_: int) -> tuple[int, int]:
-        own = Api(consul_target_addr)
-        try:
+        with Api(consul_target_addr) as own:
             response = own.get(f"/v1/health/service/{name}", index=str(current), wait="30s")
             return response.status_code, int(response.headers["X-Consul-Index"])
-        finally:
-            own.close()
 
     def register(number: int) -> int:
-        own = Api(consul_target_addr)
-        try:
+        with Api(consul_target_addr) as own:
             body = {"Name": name, "ID": f"{name}-{number}", "Check": {"TTL": "10m"}}
             return own.put("/v1/agent/service/register", json=body).status_code
-        finally:
-            own.close()
 
     registered.extend(f"{name}-{number}" for number in range(INSTANCES))
     with ThreadPoolExecutor(max_workers=WATCHERS + INSTANCES) as pool:

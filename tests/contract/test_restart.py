@@ -17,8 +17,7 @@ pytestmark = pytest.mark.contract
 
 
 def test_restart_loses_registrations_and_index_goes_back(fresh_double: ConsulDouble) -> None:
-    api = Api(fresh_double.addr)
-    try:
+    with Api(fresh_double.addr) as api:
         for number in range(3):
             body = {"Name": "restart-me", "ID": f"restart-me-{number}"}
             assert api.put("/v1/agent/service/register", json=body).status_code == 200
@@ -31,5 +30,3 @@ def test_restart_loses_registrations_and_index_goes_back(fresh_double: ConsulDou
         assert "restart-me" not in api.get("/v1/catalog/services").json()
         stale = api.get("/v1/catalog/services", index=str(old_index), wait="500ms")
         assert int(stale.headers["X-Consul-Index"]) < old_index
-    finally:
-        api.close()
