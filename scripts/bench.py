@@ -1,275 +1,229 @@
 """`make bench`: the same wrk load against the backends directly, nginx, and the gateway.
 
 Starts the Consul double, two catalog instances, nginx (a foreground process with its own
-prefix in a temporary folder) and the gateway with every feature on, all on 127.0.0.1. Each
-target gets a short warm-up, then ``wrk -t2 -c8 -d<BENCH_DURATION>s --latency``. Prints a table
-and the gateway/nginx ratios. A benchmark is never an assertion: it exits 0 whatever it measures.
+prefix in a temporary folder) and the gateway with every feature on, all on 127.0.0.1. Then, in
+one run:
 
-Run from the repository root: ``PYTHONPATH=. .venv/bin/python scripts/bench.py``.
+- **wrk rows.** Each target gets a short warm-up, then ``wrk -t2 -c8 -d<BENCH_DURATION>s
+  --latency``. Over exactly that run the bench reads ``/proc/<pid>/stat`` (utime + stime) of
+  every process of the proxy (master and workers) and divides by the requests wrk completed:
+  the "CPU µs/req" column. For "direct" it is the two backends' own CPU. "RSS MiB" is the
+  peak summed VmRSS of those processes during the run.
+- **Idle row.** ``BENCH_IDLE`` (5,000) keep-alive connections to the gateway each get one
+  answer and then stay open, idle, while wrk runs the same load again. The gateway runs with
+  ``GATEWAY_KEEPALIVE_TIMEOUT=180s`` so that none is closed for idleness during the row.
+- **Slow-client rows.** ``BENCH_SLOW_CLIENTS`` (1,000) connections to a proxy each send a
+  request line and then one header byte a second, never ending the headers. A slow client that
+  is answered (408) or closed connects again, so the pressure lasts the whole window.
+  Meanwhile 200 ordinary GETs go out on new connections, 50 ms apart, each with a 2 s timeout.
+  About 20 s per proxy, nginx first, then the gateway.
+
+Prints a table and ends with three summary lines: slow clients, then the gateway/nginx CPU per
+request, then the throughput ratio. A benchmark is never an assertion: it exits 0 whatever it
+measures.
+
+**Open files.** The idle row holds 5,000 sockets in this process and in a gateway worker, so
+the bench raises its soft ``RLIMIT_NOFILE`` to the hard limit at start; the processes it starts
+inherit it, and nginx gets ``worker_rlimit_nofile`` to match. If the hard limit is below what a
+row needs (about 5,500 descriptors), the row opens fewer connections and the bench prints a
+note; raise the hard limit (``ulimit -Hn`` as root, or ``LimitNOFILE=`` in systemd) to measure
+the full count.
+
+Run from the repository root: ``PYTHONPATH=. .venv/bin/python scripts/bench.py``. Environment:
+``BENCH_DURATION`` (10 s), ``BENCH_WARMUP`` (2 s), ``BENCH_IDLE`` (5000),
+``BENCH_SLOW_CLIENTS`` (1000), and ``WEB_CONCURRENCY`` / ``WEB_THREADS`` for the gateway only.
 """
 
 from __future__ import annotations
 
+import asyncio
 import os
-import re
-import shutil
+import resource
 import signal
 import subprocess
 import sys
 import tempfile
+import time
 from contextlib import ExitStack
-from dataclasses import dataclass
 from pathlib import Path
 
-import requests
-
-from tests.consul_double.launcher import free_port, run_consul_double
-from tests.integration.harness import (
-    Process,
-    gateway_env,
-    passing_ids,
-    service_env,
-    wait_for,
+from scripts.benchclients import slow_clients, with_idle_connections
+from scripts.benchlib import (
+    TICK_SECONDS,
+    Row,
+    SlowResult,
+    parse_wrk,
+    ratio,
+    summary,
+    table,
+    ticks_spent,
+    tree_rss_kib,
+    tree_ticks,
 )
+from scripts.benchstack import GATEWAY_PATH, WRK_FLAGS, Stack, Target, start_stack
 
-WRK_FLAGS = ["-t2", "-c8", "--latency"]
-CATALOG_CONF = "services/catalog/gunicorn.conf.py"
-# The backends keep their defaults whatever the caller's environment says, so a run with
-# WEB_THREADS=... set changes the gateway alone.
-BACKEND_ENV = {"WEB_CONCURRENCY": "1", "WEB_THREADS": "8", "ACCESS_LOG": ""}
-DIRECT_PATH, GATEWAY_PATH = "/items/apple", "/catalog/items/apple"
-# wrk calls setup() once per thread before the run, so each thread (and its 4 connections)
-# sends to one backend: the same split the proxies make, with one latency histogram.
-SPLIT_LUA = """\
-local backends = {%s}
-local n = 0
-function setup(thread)
-  thread.addr = wrk.lookup("127.0.0.1", backends[n %% #backends + 1])[1]
-  n = n + 1
-end
-"""
-NGINX_CONF = """\
-daemon off;
-worker_processes 2;
-pid {prefix}/nginx.pid;
-error_log {prefix}/error.log warn;
-events {{ worker_connections 1024; }}
-http {{
-    access_log off;
-    client_body_temp_path {prefix}/body;
-    proxy_temp_path {prefix}/proxy;
-    fastcgi_temp_path {prefix}/fastcgi;
-    uwsgi_temp_path {prefix}/uwsgi;
-    scgi_temp_path {prefix}/scgi;
-    upstream catalog {{
-{servers}
-        keepalive 32;
-    }}
-    server {{
-        listen 127.0.0.1:{port};
-        location /catalog/ {{
-            proxy_pass http://catalog/;
-            proxy_http_version 1.1;
-            proxy_set_header Connection "";
-            # The headers the gateway adds too, so both do the same work per request.
-            proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;
-            proxy_set_header X-Forwarded-Proto $scheme;
-            proxy_set_header X-Forwarded-Host $host;
-            proxy_set_header X-Forwarded-Prefix /catalog;
-            proxy_set_header X-Request-ID $request_id;
-        }}
-    }}
-}}
-"""
-_UNIT = {"us": 1e-3, "ms": 1.0, "s": 1e3, "m": 60e3}
+IDLE_PATH = "/catalog/health"
+PROBES, PROBE_SPACING, PROBE_TIMEOUT = 200, 0.05, 2.0
+SPARE_FDS = 512  # wrk, the stack's own sockets, log files
 
 
-@dataclass(frozen=True)
-class Result:
-    """What one wrk run measured; latencies in milliseconds."""
-
-    rps: float
-    p50: float
-    p99: float
-    errors: int
-
-
-def seconds_from_env(name: str, default: int, lo: int, hi: int) -> int:
-    """A whole number of seconds (``10`` or ``10s``) from *name*, bounded to [lo, hi]."""
+def int_from_env(name: str, default: int, lo: int, hi: int) -> int:
+    """A whole number (``10``, or ``10s`` for seconds) from *name*, bounded to [lo, hi]."""
     raw = os.environ.get(name, "").strip().removesuffix("s") or str(default)
     if not raw.isdigit() or not lo <= int(raw) <= hi:
-        sys.exit(f"{name} must be a whole number of seconds from {lo} to {hi}, got {raw!r}")
+        sys.exit(f"{name} must be a whole number from {lo} to {hi}, got {raw!r}")
     return int(raw)
 
 
-def parse_wrk(output: str) -> Result:
-    """Requests/sec, the 50% and 99% latencies, and the error count from ``wrk --latency``."""
-    rps = re.search(r"^Requests/sec:\s+([\d.]+)", output, re.M)
-    pct = {
-        p: (float(n), unit)
-        for p, n, unit in re.findall(r"^\s+(50|99)%\s+([\d.]+)(\w+)", output, re.M)
-    }
-    if rps is None or set(pct) != {"50", "99"}:
-        raise RuntimeError(f"cannot parse wrk output:\n{output}")
-    errors = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", output)
-    sockets = re.search(
-        r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", output
-    )
-    count = int(errors.group(1)) if errors else 0
-    count += sum(int(n) for n in sockets.groups()) if sockets else 0
-    p50, p99 = (pct[p][0] * _UNIT[pct[p][1]] for p in ("50", "99"))
-    return Result(float(rps.group(1)), p50, p99, count)
-
-
-def wrk(url: str, seconds: int, script: Path | None = None) -> Result:
-    """One wrk run against *url*; a hung wrk is killed after a bounded wait."""
-    extra = ["-s", str(script)] if script else []
-    done = subprocess.run(
-        ["wrk", *WRK_FLAGS, f"-d{seconds}s", *extra, url],
-        capture_output=True,
-        text=True,
-        timeout=seconds + 30,
-        check=True,
-    )
-    return parse_wrk(done.stdout)
-
-
-def start_nginx(prefix: Path, port: int, backends: list[int]) -> subprocess.Popen[bytes]:
-    """nginx in the foreground with its own config, proxying /catalog/ to *backends*."""
-    binary = shutil.which("nginx") or "/usr/sbin/nginx"
-    servers = "\n".join(f"        server 127.0.0.1:{p};" for p in backends)
-    conf = prefix / "nginx.conf"
-    conf.write_text(NGINX_CONF.format(prefix=prefix, servers=servers, port=port))
-    with (prefix / "nginx.log").open("ab") as log:
-        return subprocess.Popen(
-            [binary, "-p", str(prefix), "-c", str(conf), "-e", str(prefix / "error.log")],
-            stdout=log,
-            stderr=log,
-            start_new_session=True,  # Ctrl-C reaches this script, which then stops nginx itself
+def raise_open_files(wanted: int) -> int:
+    """Raise the soft RLIMIT_NOFILE to the hard limit; return how many sockets a row may use."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    limit = hard if hard != resource.RLIM_INFINITY else max(soft, wanted + SPARE_FDS)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (limit, hard))
+    if limit < wanted + SPARE_FDS:
+        print(
+            f"note: the open-files hard limit is {limit}, below the {wanted + SPARE_FDS} the "
+            f"idle row needs; it opens {max(0, limit - SPARE_FDS)} connections instead "
+            "(raise it with `ulimit -Hn` as root)",
+            file=sys.stderr,
         )
+    return max(0, limit - SPARE_FDS)
 
 
-def stop_nginx(nginx: subprocess.Popen[bytes]) -> None:
-    """Fast shutdown (SIGTERM), then SIGKILL to the whole group if it lingers."""
-    if nginx.poll() is None:
-        nginx.terminate()
-        try:
-            nginx.wait(10)
-        except subprocess.TimeoutExpired:
-            os.killpg(nginx.pid, signal.SIGKILL)
-            nginx.wait(5)
+def run_wrk(name: str, target: Target, seconds: int) -> Row:
+    """One wrk run; the target's CPU over exactly that run, and its peak RSS while it lasts."""
+    extra = ["-s", str(target.script)] if target.script else []
+    cmd = ["wrk", *WRK_FLAGS, f"-d{seconds}s", *extra, target.url]
+    before = tree_ticks(target.pids)
+    wrk = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    peak_kib, deadline = 0, time.monotonic() + seconds + 30
+    try:
+        while time.monotonic() < deadline:
+            peak_kib = max(peak_kib, tree_rss_kib(target.pids))
+            try:
+                wrk.wait(0.5)  # returns the moment wrk exits, so "after" is read right then
+                break
+            except subprocess.TimeoutExpired:
+                continue
+    finally:
+        if wrk.poll() is None:  # a hung wrk is killed after a bounded wait
+            wrk.kill()
+            wrk.wait()
+    after = tree_ticks(target.pids)
+    output = wrk.stdout.read() if wrk.stdout else ""
+    result = parse_wrk(output)
+    if result.requests == 0:
+        print(f"warning: {name}: wrk completed no request:\n{output}", file=sys.stderr)
+    cpu_us = ratio(ticks_spent(before, after) * TICK_SECONDS * 1e6, result.requests)
+    return Row(name, result, cpu_us, peak_kib / 1024)
 
 
-def upstream_ids(url: str) -> set[str]:
-    """The instances that answered 20 fresh connections to the gateway (every one a 200)."""
-    ids = set()
-    for _ in range(20):
-        response = requests.get(url, timeout=2)
-        response.raise_for_status()
-        ids.add(response.headers["X-Upstream-Instance"])
-    return ids
-
-
-def gateway_knobs() -> dict[str, str]:
-    """The gateway's gunicorn sizing from the caller's environment, if set; access log off."""
-    sizing = {k: os.environ[k] for k in ("WEB_CONCURRENCY", "WEB_THREADS") if k in os.environ}
-    return {**sizing, "ACCESS_LOG": ""}
-
-
-def start_stack(root: Path, stack: ExitStack) -> dict[str, tuple[str, Path | None]]:
-    """Start everything on loopback, each stop pushed on *stack*; return the targets."""
-    consul = stack.enter_context(run_consul_double())
-    ports = [free_port(), free_port()]
-    for port in ports:
-        env = service_env("catalog", port, consul.addr, **BACKEND_ENV)
-        backend = Process(f"catalog-{port}", CATALOG_CONF, env, port, root)
-        stack.callback(backend.start().stop)
-        backend.wait_http("/health")
-    wait_for(lambda: len(passing_ids(consul.addr, "catalog")) == 2, 30, "2 passing catalogs")
-
-    nginx_port, gateway_port = free_port(), free_port()
-    nginx = start_nginx(root, nginx_port, ports)
-    stack.callback(stop_nginx, nginx)
-    gateway_conf = "gateway/gunicorn.conf.py"
-    gateway = Process(
-        "gateway",
-        gateway_conf,
-        gateway_env(gateway_port, consul.addr, **gateway_knobs()),
-        gateway_port,
-        root,
-    )
-    stack.callback(gateway.start().stop)
-
-    nginx_url = f"http://127.0.0.1:{nginx_port}{GATEWAY_PATH}"
-
-    def nginx_ready() -> bool:
-        if nginx.poll() is not None:
-            raise RuntimeError(f"nginx exited:\n{(root / 'error.log').read_text()}")
-        return requests.get(nginx_url, timeout=2).ok
-
-    wait_for(nginx_ready, 15, "nginx to proxy to catalog")
-    gateway.wait_http("/_gateway/health", timeout=30)
-    both = passing_ids(consul.addr, "catalog")
-    gateway_url = gateway.url + GATEWAY_PATH
-    wait_for(lambda: upstream_ids(gateway_url) == both, 30, "the gateway to route to both")
-
-    split = root / "split.lua"
-    split.write_text(SPLIT_LUA % ", ".join(f'"{p}"' for p in ports))
-    return {
-        "direct": (f"http://127.0.0.1:{ports[0]}{DIRECT_PATH}", split),
-        "nginx": (nginx_url, None),
-        "gateway": (gateway_url, None),
-    }
-
-
-def measure(name: str, url: str, seconds: int, warmup: int, script: Path | None) -> Result:
-    """Warm *url* up, then measure it; progress goes to stderr."""
+def measure(name: str, target: Target, seconds: int, warmup: int) -> Row:
+    """Warm *target* up, then measure it; progress goes to stderr."""
     print(f"{name}: {warmup}s warm-up, {seconds}s run ...", file=sys.stderr, flush=True)
     if warmup:
-        wrk(url, warmup, script)
-    return wrk(url, seconds, script)
+        run_wrk(name, target, warmup)
+    return run_wrk(name, target, seconds)
 
 
-def table(results: dict[str, Result]) -> str:
-    """The markdown table, with throughput relative to nginx."""
-    base = results["nginx"].rps
-    rows = ["| target | req/s | p50 ms | p99 ms | vs nginx |", "|---|---:|---:|---:|---:|"]
-    for name, r in results.items():
-        rows.append(f"| {name} | {r.rps:,.0f} | {r.p50:.2f} | {r.p99:.2f} | {r.rps / base:.2f} |")
-    return "\n".join(rows)
+def idle_row(stack: Stack, count: int, seconds: int, warmup: int) -> tuple[Row, int, int]:
+    """The gateway measured again while *count* idle keep-alive connections are open to it."""
+    name = f"gateway + {count:,} idle"
+    print(f"{name}: opening the connections ...", file=sys.stderr, flush=True)
+    gateway = stack.targets["gateway"]
+
+    async def run() -> Row:
+        return await asyncio.to_thread(measure, name, gateway, seconds, warmup)
+
+    coro = with_idle_connections(gateway.port, IDLE_PATH, count, run)
+    return asyncio.run(coro)
+
+
+def slow_row(name: str, target: Target, clients: int) -> SlowResult:
+    """Probes to *target* while *clients* slow clients hold connections to it."""
+    print(f"slow clients: {clients:,} against {name} ...", file=sys.stderr, flush=True)
+    coro = slow_clients(target.port, GATEWAY_PATH, clients, PROBES, PROBE_SPACING, PROBE_TIMEOUT)
+    return asyncio.run(coro)
+
+
+def slow_table(results: dict[str, SlowResult]) -> str:
+    """What the probes got, and what the proxy did with the slow connections."""
+    out = [
+        "| proxy | probes ok | p50 ms | slow conns open (peak) | slow connects | slow clients got |",
+        "|---|---:|---:|---:|---:|---|",
+    ]
+    for name, s in results.items():
+        got = ", ".join(f"{k}: {v:,}" for k, v in sorted(s.slow_answers.items())) or "nothing"
+        p50 = "n/a" if not s.ok else f"{s.p50:.1f}"
+        out.append(
+            f"| {name} | {s.ok} of {s.sent} | {p50} | {s.slow_peak:,} | {s.slow_connects:,} "
+            f"| {got} |"
+        )
+    return "\n".join(out)
 
 
 def main() -> None:
-    seconds = seconds_from_env("BENCH_DURATION", 10, 1, 120)
-    warmup = seconds_from_env("BENCH_WARMUP", 2, 0, 30)
+    seconds = int_from_env("BENCH_DURATION", 10, 1, 120)
+    warmup = int_from_env("BENCH_WARMUP", 2, 0, 30)
+    wanted_idle = int_from_env("BENCH_IDLE", 5000, 0, 100_000)
+    wanted_slow = int_from_env("BENCH_SLOW_CLIENTS", 1000, 0, 100_000)
+    sockets = raise_open_files(max(wanted_idle, wanted_slow))
+    idle, slow = min(wanted_idle, sockets), min(wanted_slow, sockets)
     # SIGTERM unwinds like Ctrl-C, so the ExitStack stops everything that was started.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     load_before = os.getloadavg()
     with tempfile.TemporaryDirectory(prefix="bench-") as tmp, ExitStack() as stack:
         root = Path(tmp)
         root.chmod(0o755)  # nginx workers run as an unprivileged user when started as root
-        targets = start_stack(root, stack)
-        results = {
-            name: measure(name, url, seconds, warmup, script)
-            for name, (url, script) in targets.items()
+        started = start_stack(root, stack, nofile=sockets + SPARE_FDS)
+        rows = [measure(name, t, seconds, warmup) for name, t in started.targets.items()]
+        idle_result, opened, still_open = idle_row(started, idle, seconds, warmup)
+        slow_results = {
+            name: slow_row(name, started.targets[name], slow) for name in ("nginx", "gateway")
         }
 
+    by_name = {row.name: row for row in rows}
+    nginx, gateway = by_name["nginx"], by_name["gateway"]
     print(
         f"wrk {' '.join(WRK_FLAGS)} -d{seconds}s after a {warmup}s warm-up, per target; "
         "direct = one wrk whose 2 threads (4 connections each) go one to each backend"
     )
-    knobs = gateway_knobs()
-    workers, threads = knobs.get("WEB_CONCURRENCY", "2"), knobs.get("WEB_THREADS", "default")
-    print(f"gateway: WEB_CONCURRENCY={workers} WEB_THREADS={threads}; every feature on")
+    print(f"gateway: {started.gateway_knobs}; every feature on")
+    print(f"open files: soft limit {resource.getrlimit(resource.RLIMIT_NOFILE)[0]}")
     print("load average before start: {:.2f} {:.2f} {:.2f}".format(*load_before))
-    for name, r in results.items():
-        if r.errors:
-            print(f"warning: {name} had {r.errors} non-2xx responses or socket errors")
+    print(
+        "CPU µs/req: utime+stime of every process of the target (master and workers) over the "
+        "wrk run, per completed request; for direct, the backends' CPU. "
+        "RSS MiB: their summed VmRSS, peak during the run."
+    )
+    for row in [*rows, idle_result]:
+        if row.result.errors:
+            print(f"warning: {row.name} had {row.result.errors} non-2xx responses or socket errors")
     print()
-    print(table(results))
+    print(table([*rows, idle_result], nginx.result.rps))
     print()
-    print(f"gateway/nginx p99 ratio: {results['gateway'].p99 / results['nginx'].p99:.2f}")
-    print(f"gateway/nginx throughput ratio: {results['gateway'].rps / results['nginx'].rps:.2f}")
+    idle_ratio = ratio(idle_result.result.rps, gateway.result.rps)
+    print(
+        f"idle: {opened:,} of {idle:,} keep-alive connections opened to the gateway (one 2xx "
+        f"each), {still_open:,} still open after the run; gateway req/s with them "
+        f"{idle_result.result.rps:,.0f} vs {gateway.result.rps:,.0f} without "
+        f"({'n/a' if idle_ratio is None else f'{idle_ratio:.2f}'}), "
+        f"RSS {idle_result.rss_mib or 0:,.0f} MiB vs {gateway.rss_mib or 0:,.0f} MiB"
+    )
+    print()
+    print(
+        f"slow clients: {slow:,} connections per proxy, each a request line then one header "
+        f"byte a second (reconnecting when answered or closed); meanwhile {PROBES} GETs on new "
+        f"connections {PROBE_SPACING * 1e3:.0f} ms apart, {PROBE_TIMEOUT:.0f} s timeout each"
+    )
+    print(slow_table(slow_results))
+    print()
+    p99 = ratio(gateway.result.p99, nginx.result.p99)
+    print(f"gateway/nginx p99 ratio: {'n/a' if p99 is None else f'{p99:.2f}'}")
+    cpu = ratio(gateway.cpu_us, nginx.cpu_us)
+    throughput = ratio(gateway.result.rps, nginx.result.rps)
+    for line in summary(slow_results["gateway"], slow_results["nginx"], cpu, throughput):
+        print(line)
 
 
 if __name__ == "__main__":
