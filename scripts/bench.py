@@ -45,6 +45,7 @@ import sys
 import tempfile
 import time
 from contextlib import ExitStack
+from dataclasses import replace
 from pathlib import Path
 
 from scripts.benchclients import slow_clients, with_idle_connections
@@ -136,7 +137,10 @@ def idle_row(stack: Stack, count: int, seconds: int, warmup: int) -> tuple[Row, 
         return await asyncio.to_thread(measure, name, gateway, seconds, warmup)
 
     coro = with_idle_connections(gateway.port, IDLE_PATH, count, run)
-    return asyncio.run(coro)
+    row, opened, still_open = asyncio.run(coro)
+    if opened < count:  # the row is named for what it measured
+        row = replace(row, name=f"gateway + {opened:,} idle (of {count:,} tried)")
+    return row, opened, still_open
 
 
 def slow_row(name: str, target: Target, clients: int) -> SlowResult:

@@ -73,6 +73,7 @@ async def _slow_client(port: int, path: str, until: float, stats: _SlowStats) ->
             await asyncio.sleep(1)
             continue
         stats.connects += 1
+        connected = time.monotonic()
         stats.open += 1
         stats.peak = max(stats.peak, stats.open)
         answer = asyncio.ensure_future(reader.read(1024))
@@ -93,6 +94,8 @@ async def _slow_client(port: int, path: str, until: float, stats: _SlowStats) ->
             answer.cancel()
             stats.open -= 1
             writer.close()
+        if time.monotonic() - connected < 1:  # refused at once: pace the retries, never spin
+            await asyncio.sleep(1)
 
 
 async def _probe(port: int, path: str, timeout: float) -> float | None:

@@ -82,12 +82,15 @@ def parse_wrk(output: str) -> Result:
     )
     count = int(errors.group(1)) if errors else 0
     count += sum(int(n) for n in sockets.groups()) if sockets else 0
+    requests = int(total.group(1)) if total else 0
+    if not requests:
+        pct = {}  # wrk prints 0.00us percentiles for a run that got no answer
     return Result(
         rps=float(rps.group(1)) if rps else 0.0,
         p50=pct.get("50", NAN),
         p99=pct.get("99", NAN),
         errors=count,
-        requests=int(total.group(1)) if total else 0,
+        requests=requests,
     )
 
 

@@ -39,6 +39,15 @@ Requests/sec:   1999.20
 Transfer/sec:    512.00KB
 """
 
+WRK_NO_ANSWER = """\
+  Latency Distribution
+     50%    0.00us
+     99%    0.00us
+  0 requests in 2.01s, 0.00B read
+  Socket errors: connect 8, read 0, write 0, timeout 0
+Requests/sec:      0.00
+"""
+
 # Field 2 holds spaces and a ')', as a process may name itself; utime 700, stime 300.
 STAT = "4242 (gunicorn: worker [x) y]) S 4200 4242 4242 0 -1 4194560 5000 0 0 0 700 300 0 0 20 0 9 0 100 0 0"
 
@@ -54,8 +63,7 @@ def test_parse_wrk_reads_rate_latencies_errors_and_request_count() -> None:
 
 
 def test_parse_wrk_without_answers_gives_zero_rate_and_unknown_latencies() -> None:
-    output = "  0 requests in 10.00s, 0.00B read\n  Socket errors: connect 8, read 0, write 0, timeout 0\nRequests/sec:      0.00\n"
-    result = parse_wrk(output)
+    result = parse_wrk(WRK_NO_ANSWER)
     assert (result.rps, result.requests, result.errors) == (0.0, 0, 8)
     assert math.isnan(result.p50) and math.isnan(result.p99)
 
