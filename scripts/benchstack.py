@@ -188,7 +188,7 @@ def start_stack(root: Path, stack: ExitStack, nofile: int) -> Stack:
     split.write_text(SPLIT_LUA % ", ".join(f'"{p}"' for p in ports))
     backend_pids = tuple(b.popen.pid for b in backends if b.popen)
     gateway_pid = (gateway.popen.pid,) if gateway.popen else ()
-    knobs = {"WEB_CONCURRENCY": "2", "WEB_THREADS": "default", **gateway_knobs()}
+    knobs = {"WEB_CONCURRENCY": "2", **gateway_knobs()}
     del knobs["ACCESS_LOG"]
     return Stack(
         targets={
