@@ -89,15 +89,12 @@ class ServiceClient:
                 break
             instance = self._picker.pick(candidates)
             tried.add(instance.id)
-            stats = self.stats.get(instance.id)
-            started = time.monotonic()
-            stats.begin()
             try:
-                response = self._session().request(
-                    method, f"http://{instance.address}:{instance.port}{path}", **kwargs
-                )
+                with self.stats.get(instance.id).track(self.stats.decay):
+                    response = self._session().request(
+                        method, f"http://{instance.address}:{instance.port}{path}", **kwargs
+                    )
             except requests.ConnectionError as exc:
-                stats.end(time.monotonic() - started, self.stats.decay)
                 self.stats.record_failure(
                     instance.id, [i.id for i in entry.passing] if entry else [], eject_now=True
                 )
@@ -105,7 +102,6 @@ class ServiceClient:
                 if method.upper() in IDEMPOTENT_METHODS or _never_sent(exc):
                     continue
                 raise
-            stats.end(time.monotonic() - started, self.stats.decay)
             self.stats.record_success(instance.id)
             return response
         raise last_error

@@ -59,6 +59,39 @@ class InstanceStats:
         """Expected wait if one more request is sent here (peak EWMA times the queue)."""
         return self.ewma * (self.outstanding + 1)
 
+    def track(self, decay: float) -> Attempt:
+        """``with stats.track(decay) as attempt:`` counts one request in flight, whatever ends it."""
+        return Attempt(self, decay)
+
+
+class Attempt:
+    """One request in flight to an instance: begun on enter, ended on exit, even on errors.
+
+    The latency fed to the EWMA is the time to the answer's head (:meth:`answered`), or the
+    whole attempt when no answer came.
+    """
+
+    __slots__ = ("decay", "rtt", "started", "stats")
+
+    def __init__(self, stats: InstanceStats, decay: float) -> None:
+        self.stats, self.decay = stats, decay
+        self.started = 0.0
+        self.rtt: float | None = None
+
+    def __enter__(self) -> Attempt:
+        self.stats.begin()
+        self.started = time.monotonic()
+        return self
+
+    def answered(self) -> float:
+        """Note that the answer's head arrived; return the time it took."""
+        self.rtt = time.monotonic() - self.started
+        return self.rtt
+
+    def __exit__(self, *exc_info: object) -> None:
+        rtt = self.rtt if self.rtt is not None else time.monotonic() - self.started
+        self.stats.end(rtt, self.decay)
+
 
 @dataclass(frozen=True)
 class EjectionPolicy:

@@ -1,38 +1,41 @@
-"""The gateway's WSGI entry point: ``/_gateway/*`` goes to Flask, everything else to the proxy.
+"""The gateway's entry point: ``/_gateway/*`` goes to the Flask admin app, the rest to the proxy.
 
-gunicorn serves ``gateway.app:create_app()``; each worker process builds its own watcher, so
-every worker routes from a live Consul snapshot without sharing state. A worker first reads the
-whole catalog (for up to ``GATEWAY_STARTUP_WAIT``) and only then accepts connections, so a new
-or restarted worker never answers 404 for a service it has simply not read yet.
+gunicorn loads ``gateway.app:create_app()`` in each worker (see gateway/worker.py); each worker
+builds its own watcher, so every worker routes from a live Consul snapshot without sharing
+state. A worker first reads the whole catalog (for up to ``GATEWAY_STARTUP_WAIT``) and only then
+accepts connections, so a new or restarted worker never answers 404 for a service it has simply
+not read yet.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable
-from typing import Any
 
 from discovery.watcher import CatalogWatcher
 from gateway.admin import create_admin_app
 from gateway.proxy import Proxy
-from gateway.responses import StartResponse
+from gateway.request import Request
 from gateway.settings import GatewaySettings
+from gateway.wsgi_bridge import call_wsgi
 
-ADMIN_PREFIX = "/_gateway/"
+ADMIN_PREFIX = b"/_gateway/"
 log = logging.getLogger(__name__)
 
 
 class Gateway:
-    """Dispatches between the admin app and the proxy core with one string comparison."""
+    """Dispatches between the admin app and the proxy with one prefix test."""
 
     def __init__(self, proxy: Proxy) -> None:
         self.proxy = proxy
+        self.settings = proxy.settings
         self.admin = create_admin_app(proxy)
+        self.server_address = ("gateway", 0)
 
-    def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
-        if environ.get("PATH_INFO", "").startswith(ADMIN_PREFIX):
-            return self.admin(environ, start_response)
-        return self.proxy(environ, start_response)
+    async def __call__(self, req: Request) -> None:
+        if req.target.startswith(ADMIN_PREFIX):
+            await call_wsgi(self.admin, req, self.server_address)
+        else:
+            await self.proxy.handle(req)
 
 
 def create_app(settings: GatewaySettings | None = None, start: bool = True) -> Gateway:

@@ -1,7 +1,7 @@
 """gunicorn configuration of the gateway: ``gunicorn -c gateway/gunicorn.conf.py``.
 
-Environment: ``GATEWAY_PORT`` (8080), ``GATEWAY_BIND`` (0.0.0.0), ``WEB_CONCURRENCY`` (workers,
-default 2: one per core of a small machine) and ``WEB_THREADS`` (threads per worker, 8).
+Environment: ``GATEWAY_PORT`` (8080), ``GATEWAY_BIND`` (0.0.0.0) and ``WEB_CONCURRENCY``
+(workers, default 2: one event loop per core of a small machine).
 """
 
 import os
@@ -20,8 +20,6 @@ try:
     GatewaySettings.from_env()  # fail here, naming the variable, before any worker starts
     port = env.get_int(os.environ, "GATEWAY_PORT", 8080, 1, 65535)
     workers = env.get_int(os.environ, "WEB_CONCURRENCY", 2, 1, 64)
-    # 2 workers x 8 threads measured best on 2 cores (make bench): more threads only switch more.
-    threads = env.get_int(os.environ, "WEB_THREADS", 8, 1, 1024)
 except SettingsError as exc:
     sys.exit(f"configuration error: {exc}")
 
@@ -43,12 +41,11 @@ def child_exit(server: Any, worker: Any) -> None:
 
 wsgi_app = "gateway.app:create_app()"
 bind = [f"{os.environ.get('GATEWAY_BIND', '0.0.0.0')}:{port}"]
-# gthread, but a thread keeps serving a busy keep-alive connection (see gateway/worker.py):
-# about 25% less CPU per proxied request in `make bench`.
-worker_class = "gateway.worker.StickyThreadWorker"
+# One asyncio event loop per worker, HTTP parsed by llhttp (see gateway/worker.py and
+# gateway/front.py). Keep-alive, header and body deadlines are the gateway's own settings.
+worker_class = "gateway.worker.EventLoopWorker"
 # gunicorn's control socket has one default path per user; replicas on one host would clash.
 control_socket_disable = True
-keepalive = 75
 graceful_timeout = 10
 errorlog = "-"
 accesslog = "-" if os.environ.get("ACCESS_LOG", "").lower() in {"1", "true"} else None

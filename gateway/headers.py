@@ -1,89 +1,150 @@
-"""Header rules of a correct HTTP forwarder, as pure functions over WSGI environ data.
+"""Header rules of a correct HTTP forwarder, as pure functions over raw header pairs.
 
 What is dropped follows RFC 9110 section 7.6.1 and werkzeug's proxy middleware: the hop-by-hop
-headers, and every header that ``Connection`` names. What is added: ``X-Forwarded-For``
-(appended to), ``X-Forwarded-Proto``, ``X-Forwarded-Host`` and ``X-Forwarded-Prefix`` (set by
-this gateway, the edge), and ``X-Request-ID`` (kept, or generated).
+headers, and every header that ``Connection`` names. Headers that only this gateway may set
+(``X-Forwarded-Proto/Host/Prefix``, and the ``Forwarded``, ``X-Real-IP``, ``X-Forwarded-Ssl``
+family that some servers trust for the scheme) are dropped from clients and set here.
+``X-Forwarded-For`` is appended to. Framing (``Content-Length``, ``Transfer-Encoding``) is never
+copied: the gateway frames each message itself.
+
+Everything works on bytes as llhttp delivers them, and names are lowered once per header; no
+process-wide cache keyed by client input exists.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
-from typing import Any
+from dataclasses import dataclass, field
 
 HOP_BY_HOP = frozenset(
     {
-        "connection",
-        "keep-alive",
-        "proxy-authenticate",
-        "proxy-authorization",
-        "proxy-connection",
-        "te",
-        "trailer",
-        "trailers",
-        "transfer-encoding",
-        "upgrade",
+        b"connection",
+        b"keep-alive",
+        b"proxy-authenticate",
+        b"proxy-authorization",
+        b"proxy-connection",
+        b"te",
+        b"trailer",
+        b"trailers",
+        b"transfer-encoding",
+        b"upgrade",
     }
 )
-# Set by this gateway; a client's own values are replaced, never trusted.
-SET_BY_GATEWAY = frozenset({"x-forwarded-proto", "x-forwarded-host", "x-forwarded-prefix"})
-# Header names as WSGI spells them, converted once: "HTTP_X_REQUEST_ID" -> "X-Request-Id".
-_NAME_CACHE: dict[str, str] = {}
+# Set by this gateway (the edge); a client's own values are never passed on.
+SET_BY_GATEWAY = frozenset(
+    {
+        b"x-forwarded-proto",
+        b"x-forwarded-host",
+        b"x-forwarded-prefix",
+        b"x-forwarded-port",
+        b"x-forwarded-ssl",
+        b"x-forwarded-protocol",
+        b"x-forwarded-scheme",
+        b"x-url-scheme",
+        b"x-real-ip",
+        b"forwarded",
+        b"front-end-https",
+    }
+)
+_DROPPED = HOP_BY_HOP | SET_BY_GATEWAY | {b"content-length", b"expect"}
+# Tokens of Connection that name no other header.
+_CONNECTION_OPTIONS = frozenset({b"keep-alive", b"close", b""})
 
 
-def wsgi_header_name(key: str) -> str:
-    """``HTTP_USER_AGENT`` -> ``User-Agent`` (cached: the same few names recur)."""
-    name = _NAME_CACHE.get(key)
-    if name is None:
-        name = _NAME_CACHE[key] = key[5:].replace("_", "-").title()
-    return name
+@dataclass(slots=True)
+class RequestHeaders:
+    """A client's headers, sorted into what the gateway reads and what it passes on."""
+
+    forward: list[bytes] = field(default_factory=list)  # b"Name: value" lines to pass on
+    host: bytes = b""
+    host_count: int = 0
+    content_length: int | None = None
+    chunked: bool = False
+    expect_continue: bool = False
+    request_id: bytes = b""
+    idempotency_key: bool = False
+    forwarded_for: bytes = b""
 
 
-def connection_tokens(value: str | None) -> frozenset[str]:
+def connection_tokens(value: bytes) -> frozenset[bytes]:
     """The header names listed in a ``Connection`` header, lowercased."""
-    if not value:
-        return frozenset()
-    return frozenset(t.strip().lower() for t in value.split(",") if t.strip())
+    return frozenset(t.strip().lower() for t in value.split(b","))
 
 
-def request_headers(
-    environ: Mapping[str, Any], request_id: str, prefix: str
-) -> list[tuple[str, str]]:
-    """The headers to send upstream for the request described by *environ*."""
-    drop = HOP_BY_HOP | SET_BY_GATEWAY | connection_tokens(environ.get("HTTP_CONNECTION"))
-    headers: list[tuple[str, str]] = []
-    forwarded_for = environ.get("REMOTE_ADDR") or ""
-    for key, value in environ.items():
-        if not key.startswith("HTTP_"):
-            continue
-        name = wsgi_header_name(key)
+def classify(raw: list[tuple[bytes, bytes]]) -> RequestHeaders:
+    """Sort a client's headers (llhttp already refused malformed framing)."""
+    h = RequestHeaders()
+    named: frozenset[bytes] = frozenset()
+    for name, value in raw:
         lower = name.lower()
-        if lower in drop or lower == "x-request-id":
-            continue
-        if lower == "x-forwarded-for":
-            forwarded_for = f"{value}, {forwarded_for}" if forwarded_for else value
-            continue
-        headers.append((name, value))
-    if environ.get("CONTENT_TYPE"):
-        headers.append(("Content-Type", environ["CONTENT_TYPE"]))
-    host = environ.get("HTTP_HOST") or environ.get("SERVER_NAME", "")
-    headers += [
-        ("X-Forwarded-For", forwarded_for),
-        ("X-Forwarded-Proto", environ.get("wsgi.url_scheme", "http")),
-        ("X-Forwarded-Host", host),
-        ("X-Forwarded-Prefix", prefix),
-        ("X-Request-ID", request_id),
+        if lower not in _DROPPED and lower not in _READ:
+            h.forward.append(name + b": " + value)
+        elif lower == b"host":
+            h.host, h.host_count = value, h.host_count + 1
+        elif lower == b"content-length":
+            h.content_length = int(value)
+        elif lower == b"transfer-encoding":
+            h.chunked = True  # llhttp accepts no coding but a final "chunked"
+        elif lower == b"connection":
+            named |= connection_tokens(value) - _CONNECTION_OPTIONS
+        elif lower == b"expect":
+            h.expect_continue = value.lower() == b"100-continue"
+        elif lower == b"x-request-id":
+            h.request_id = value
+        elif lower == b"x-forwarded-for":
+            h.forwarded_for = value if not h.forwarded_for else h.forwarded_for + b", " + value
+        elif lower == b"idempotency-key":
+            h.idempotency_key = True
+            h.forward.append(name + b": " + value)
+    if named - {b"host"}:
+        h.forward = [line for line in h.forward if line.split(b":", 1)[0].lower() not in named]
+    return h
+
+
+_READ = frozenset({b"host", b"x-request-id", b"x-forwarded-for", b"idempotency-key"})
+
+
+def upstream_head(
+    method: bytes,
+    target: bytes,
+    headers: RequestHeaders,
+    peer: str,
+    prefix: bytes,
+    request_id: str,
+    length: int | None,
+) -> bytes:
+    """The request line and headers to send upstream; *length* None means chunked."""
+    forwarded_for = peer.encode()
+    if headers.forwarded_for:
+        forwarded_for = headers.forwarded_for + b", " + forwarded_for
+    lines = [
+        method + b" " + target + b" HTTP/1.1",
+        b"Host: " + headers.host,
+        *headers.forward,
+        b"X-Forwarded-For: " + forwarded_for,
+        b"X-Forwarded-Proto: http",
+        b"X-Forwarded-Host: " + headers.host,
+        b"X-Forwarded-Prefix: " + prefix,
+        b"X-Request-ID: " + request_id.encode(),
+        b"Transfer-Encoding: chunked" if length is None else b"Content-Length: %d" % length,
     ]
-    return headers
+    return b"\r\n".join(lines) + b"\r\n\r\n"
 
 
-def response_headers(
-    raw: Iterable[tuple[str, str]], extra: list[tuple[str, str]]
-) -> list[tuple[str, str]]:
-    """Upstream response headers minus hop-by-hop ones, plus *extra*."""
-    pairs = list(raw)
-    drop = HOP_BY_HOP
-    for name, value in pairs:
-        if name.lower() == "connection":
-            drop = drop | connection_tokens(value)
-    return [(n, v) for n, v in pairs if n.lower() not in drop] + extra
+# An upstream's answer: hop-by-hop and framing headers are dropped (the gateway frames the
+# answer itself), and its own X-Request-ID gives way to the gateway's.
+_RESPONSE_DROPPED = HOP_BY_HOP | {b"content-length", b"x-request-id"}
+
+
+def response_lines(raw: list[tuple[bytes, bytes]]) -> list[bytes]:
+    """The upstream answer's headers to pass on, as ``b"Name: value"`` lines."""
+    named: frozenset[bytes] = frozenset()
+    lines = []
+    for name, value in raw:
+        lower = name.lower()
+        if lower == b"connection":
+            named |= connection_tokens(value)
+        elif lower not in _RESPONSE_DROPPED:
+            lines.append(name + b": " + value)
+    if named - _CONNECTION_OPTIONS:
+        lines = [line for line in lines if line.split(b":", 1)[0].lower() not in named]
+    return lines

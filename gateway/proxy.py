@@ -1,56 +1,58 @@
-"""The proxy core: a bare WSGI callable that forwards ``/<service>/...`` to a passing instance.
+"""The proxy core: forwards ``/<service>/...`` to a passing instance, on the event loop.
 
-This is the gateway's hot path, so it avoids frameworks: no Flask, no ``requests``; pooled
-keep-alive sockets (:mod:`gateway.pool`), and ``http.client`` only to parse the answer. Per
-request it does one dict lookup to route, one pick, and one write for a small request.
+This is the gateway's hot path. Per request it does one dict lookup to route, one pick, one
+write of head and body upstream, and one write of the answer; everything is bytes as llhttp
+delivered them. Retries, ejection and the retry budget are as before the event loop:
+a connection that never formed may go to another instance for any method; a broken connection
+or a 502/503/504 only for idempotent methods (or with ``Idempotency-Key``) and a held body.
 """
 
 from __future__ import annotations
 
 import logging
-import os
-import re
 import time
-from collections.abc import Callable, Iterable, Iterator, Mapping
-from http.client import HTTPException, HTTPResponse
-from typing import Any
-from urllib.parse import quote
+from collections.abc import AsyncIterator, Mapping
 
 from discovery.balancer import Picker, make_picker
 from discovery.client import IDEMPOTENT_METHODS
 from discovery.model import Instance, Service
-from discovery.stats import InstanceStats, StatsTable
+from discovery.stats import StatsTable
 from discovery.watcher import CatalogWatcher
-from gateway import metrics, responses
-from gateway.headers import request_headers, response_headers
-from gateway.pool import ConnectFailed, Connection, Pool
+from gateway import metrics
+from gateway.errors_json import error_body, status_line
+from gateway.front import response_head
+from gateway.headers import response_lines, upstream_head
+from gateway.request import ClientError, ClientGone, Request
 from gateway.retry import RetryBudget, may_retry_status
-from gateway.routing import RouteTable
+from gateway.routing import Route, RouteTable
 from gateway.settings import GatewaySettings
 from gateway.upstream import (
-    CHUNK,
+    Answer,
+    ConnectFailed,
+    Pool,
+    UpstreamBadResponse,
     UpstreamBroken,
+    UpstreamConnection,
+    UpstreamError,
     UpstreamTimeout,
-    chunked,
-    drain,
-    finish,
-    read_chunks,
-    send,
 )
 
 log = logging.getLogger(__name__)
-BUFFER_LIMIT = 64 * 1024  # request bodies up to this size are held, so they can be retried
-_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
+SMALL_ANSWER = 64 * 1024  # answers up to this size are relayed in one write
+_IDEMPOTENT = frozenset(m.encode() for m in IDEMPOTENT_METHODS)
+_JSON = b"Content-Type: application/json"
 
 
 class Proxy:
-    """Routes, balances, retries and streams; one instance per gateway worker process."""
+    """Routes, balances, retries and relays; one instance per gateway worker process."""
 
-    def __init__(self, settings: GatewaySettings, watcher: CatalogWatcher) -> None:
+    def __init__(
+        self, settings: GatewaySettings, watcher: CatalogWatcher, pool: Pool | None = None
+    ) -> None:
         self.settings = settings
         self.watcher = watcher
         self.stats = StatsTable(settings.ejection)
-        self.pool = Pool(settings.connect_timeout)
+        self.pool = pool or Pool(settings.connect_timeout)
         self.budget = RetryBudget(settings.retry_budget_ratio, settings.retry_budget_floor)
         self.routes = RouteTable([])
         self._pickers: dict[tuple[str, str], Picker] = {}
@@ -73,133 +75,167 @@ class Proxy:
             found = self._pickers[key] = make_picker(balancer, self.stats)
         return found
 
-    def __call__(
-        self, environ: dict[str, Any], start_response: responses.StartResponse
-    ) -> Iterable[bytes]:
-        started = time.monotonic()
-        labels = [metrics.UNROUTED]
+    async def handle(self, req: Request) -> None:
+        """Answer one request; client faults surface as ClientError or ClientGone."""
+        try:
+            await self._handle(req)
+        except ClientGone:
+            metrics.CLIENT_ABORTS.labels(req.label).inc()
+            req.status = 499  # nginx's code for a client that closed first
+            raise
+        except ClientError as exc:
+            if exc.status == 408:
+                metrics.CLIENT_ABORTS.labels(req.label).inc()
+            req.status = exc.status
+            raise
+        finally:
+            metrics.observe(req.label, req.status, req.conn.loop.time() - req.started)
 
-        def counted_start(status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> Any:
-            metrics.observe(labels[0], status, started)
-            return start_response(status, headers, exc_info)
-
-        return self._handle(environ, counted_start, labels)
-
-    def _handle(
-        self, environ: dict[str, Any], start_response: responses.StartResponse, labels: list[str]
-    ) -> Iterable[bytes]:
-        rid = environ.get("HTTP_X_REQUEST_ID", "")
-        if not _REQUEST_ID.match(rid):
-            rid = os.urandom(16).hex()  # as random as uuid4().hex, at a fifth of the cost
-        path = environ.get("PATH_INFO") or "/"
-        matched = self.routes.match(path)
+    async def _handle(self, req: Request) -> None:
+        target = req.target
+        path, _, query = target.partition(b"?")
+        if (b"." in path or b"%" in path) and _has_dot_segment(path):
+            raise ClientError(400, "bad_path", "the path has a '.' or '..' segment")
+        matched = self.routes.match(path.decode("latin-1"))
         if matched is None:
             if not self.watcher.has_data:
-                return responses.error(
-                    start_response, 503, "not_synced",
-                    "the gateway has not read the service catalog from Consul yet", rid,
+                self.error(
+                    req, 503, "not_synced", "the gateway has not read the service catalog from Consul yet"
                 )  # fmt: skip
-            return responses.error(
-                start_response, 404, "unknown_service", f"no service is routed at {path}", rid
+                return
+            self.error(
+                req, 404, "unknown_service", f"no service is routed at {path.decode('latin-1')}"
             )
+            return
         route, upstream_path = matched
-        labels[0] = route.service
+        req.label = route.service
         service = self.watcher.services.get(route.service)
         if service is None or not service.passing:
-            return responses.error(
-                start_response, 503, "no_passing_instance",
-                f"service {route.service!r} has no passing instance", rid, service=route.service,
+            self.error(
+                req, 503, "no_passing_instance", f"service {route.service!r} has no passing instance",
+                service=route.service,
             )  # fmt: skip
-        try:
-            body, length, chunked = _request_body(environ)
-        except ValueError as exc:
-            return responses.error(start_response, 400, "bad_request_body", str(exc), rid)
-        method = environ["REQUEST_METHOD"]
-        head = _head(
-            method,
-            _target(environ, route.prefix, upstream_path),
-            environ,
-            rid,
-            route.prefix,
-            length,
-            chunked,
-        )
+            return
+        upstream_target = upstream_path.encode("latin-1") + (b"?" + query if query else b"")
+        body: bytes | None = b""
+        if req.has_body:
+            body = await req.read_body(self.settings.buffer_body)
+        assert req.headers is not None
+        length = len(body) if body is not None else req.content_length
+        head = upstream_head(
+            req.method, upstream_target, req.headers, req.conn.peer,
+            route.prefix.encode("latin-1"), req.request_id, length,
+        )  # fmt: skip
         self.budget.record_request()
-        return self._forward(
-            environ, start_response, service, route.balancer, method, head, body, rid
-        )
+        await self._forward(req, service, route, head, body)
 
-    def _forward(
-        self,
-        environ: dict[str, Any],
-        start_response: responses.StartResponse,
-        service: Service,
-        balancer: str,
-        method: str,
-        head: bytes,
-        body: bytes | Iterator[bytes],
-        rid: str,
-    ) -> Iterable[bytes]:
-        deadline = time.monotonic() + self.settings.deadline
-        keyed = "HTTP_IDEMPOTENCY_KEY" in environ
-        replayable = isinstance(body, bytes)
-        picker = self.picker(service.name, balancer)
+    async def _forward(
+        self, req: Request, service: Service, route: Route, head: bytes, body: bytes | None
+    ) -> None:
+        loop = req.conn.loop
+        deadline = loop.time() + self.settings.deadline
+        assert req.headers is not None
+        idempotent = req.method in _IDEMPOTENT or req.headers.idempotency_key
+        method = req.method.decode("latin-1")
+        picker = self.picker(service.name, route.balancer)
         tried: set[str] = set()
         failure = (502, "upstream_unreachable", "no instance could be reached")
         for attempt in range(self.settings.max_attempts):
             instance = self._choose(service, picker, tried)
-            remaining = deadline - time.monotonic()
+            remaining = deadline - loop.time()
             if instance is None or remaining <= 0:
                 break
             tried.add(instance.id)
-            stats = self.stats.get(instance.id)
-            started = time.monotonic()
-            stats.begin()
-            try:
-                conn, response = self._send(
-                    instance, method, head, body, min(self.settings.try_timeout, remaining)
-                )
-            except ConnectFailed as exc:
-                stats.end(time.monotonic() - started, self.stats.decay)
-                self._failed(service, instance, eject_now=True)
-                failure = (502, "upstream_unreachable", str(exc))
-                if self._may_retry(attempt, service, tried, "connect_failed"):
-                    continue  # never sent: any method may go to another instance
-                break
-            except UpstreamTimeout as exc:
-                stats.end(time.monotonic() - started, self.stats.decay)
-                self._failed(service, instance)
-                return responses.error(
-                    start_response, 504, "upstream_timeout", str(exc), rid, instance=instance.id
-                )
-            except UpstreamBroken as exc:
-                stats.end(time.monotonic() - started, self.stats.decay)
-                self._failed(service, instance)
-                failure = (502, "upstream_failed", str(exc))
-                safe = replayable and (method in IDEMPOTENT_METHODS or keyed)
-                if safe and self._may_retry(attempt, service, tried, "connection_broken"):
+            with self.stats.get(instance.id).track(self.stats.decay) as tracked:
+                try:
+                    conn, answer = await self._send(
+                        instance, req, head, body, min(self.settings.try_timeout, remaining),
+                        idempotent,
+                    )  # fmt: skip
+                except ConnectFailed as exc:
+                    self._failed(service, instance, exc, req, eject_now=True)
+                    failure = (502, "upstream_unreachable", "no instance could be reached")
+                    if self._may_retry(attempt, service, tried, "connect_failed"):
+                        continue  # never sent: any method may go to another instance
+                    break
+                except UpstreamTimeout as exc:
+                    self._failed(service, instance, exc, req)
+                    self.error(
+                        req, 504, "upstream_timeout", "the instance did not answer in time",
+                        service=service.name,
+                    )  # fmt: skip
+                    return
+                except UpstreamBadResponse as exc:
+                    self._failed(service, instance, exc, req)
+                    failure = (502, "upstream_bad_response", "the instance sent an invalid answer")
+                    break
+                except UpstreamBroken as exc:
+                    self._failed(service, instance, exc, req)
+                    failure = (502, "upstream_failed", "the connection to the instance broke")
+                    if (
+                        body is not None
+                        and idempotent
+                        and self._may_retry(attempt, service, tried, "connection_broken")
+                    ):
+                        continue
+                    break
+                tracked.answered()
+                status = answer.status
+                if status >= 500:
+                    self._failed(service, instance, None, req)
+                else:
+                    self.stats.record_success(instance.id)
+                if (
+                    body is not None
+                    and may_retry_status(method, status, req.headers.idempotency_key)
+                    and self._may_retry(attempt, service, tried, f"status_{status}")
+                ):
+                    conn.close()
                     continue
-                break
-            rtt = time.monotonic() - started
-            status = response.status
-            if status >= 500:
-                self._failed(service, instance)
-            else:
-                self.stats.record_success(instance.id)
-            if (
-                replayable
-                and may_retry_status(method, status, keyed)
-                and self._may_retry(attempt, service, tried, f"status_{status}")
-            ):
-                drain(conn, response, self.pool)
-                stats.end(rtt, self.stats.decay)
-                continue
-            # Not retried (or no retry left): the client gets the instance's own answer.
-            return self._relay(start_response, conn, response, instance, rid, stats, rtt, method)
+                # Not retried (or no retry left): the client gets the instance's own answer.
+                await self._relay(req, conn, answer, instance, service)
+                return
         code, error_code, detail = failure
-        return responses.error(
-            start_response, code, error_code, detail, rid, service=service.name, attempts=len(tried)
-        )
+        self.error(req, code, error_code, detail, service=service.name, attempts=len(tried))
+
+    async def _send(
+        self,
+        instance: Instance,
+        req: Request,
+        head: bytes,
+        body: bytes | None,
+        timeout: float,
+        idempotent: bool,
+    ) -> tuple[UpstreamConnection, Answer]:
+        key = (instance.address, instance.port)
+        conn = await self.pool.acquire(key)
+        try:
+            return conn, await self._exchange(conn, req, head, body, timeout)
+        except UpstreamBroken as exc:
+            # A reused connection the instance closed as the request went out. Only a request
+            # that is safe to repeat goes again, since the instance may have read it.
+            if not (exc.reused and body is not None and idempotent):
+                raise
+        conn = await self.pool.connect(key)
+        return conn, await self._exchange(conn, req, head, body, timeout)
+
+    async def _exchange(
+        self,
+        conn: UpstreamConnection,
+        req: Request,
+        head: bytes,
+        body: bytes | None,
+        timeout: float,
+    ) -> Answer:
+        head_only = req.method == b"HEAD"
+        try:
+            if body is not None:
+                return await conn.send(head, body, False, timeout, head_only)
+            chunked = req.content_length is None
+            return await conn.send(head, req.chunks(), chunked, timeout, head_only)
+        except BaseException:
+            conn.close()
+            raise
 
     def _may_retry(self, attempt: int, service: Service, tried: set[str], reason: str) -> bool:
         """A retry needs an attempt left, an instance not tried yet, and the budget's consent."""
@@ -218,8 +254,10 @@ class Proxy:
         ejection is ignored (as in Envoy): spreading load over every instance beats piling it
         onto a few. Untried ejected instances are also the last resort before failing.
         """
-        now = time.monotonic()
         passing = service.passing
+        if not tried and len(passing) == 1:
+            return passing[0]  # ejected or not: the panic threshold would keep it anyway
+        now = time.monotonic()
         ejected = {i.id for i in passing if self.stats.is_ejected(i.id, now)}
         if ejected and len(passing) - len(ejected) < self.settings.panic_threshold * len(passing):
             ejected = set()
@@ -228,126 +266,115 @@ class Proxy:
             candidates = [i for i in passing if i.id not in tried]
         return picker.pick(candidates) if candidates else None
 
-    def _send(
+    def _failed(
         self,
+        service: Service,
         instance: Instance,
-        method: str,
-        head: bytes,
-        body: bytes | Iterator[bytes],
-        timeout: float,
-    ) -> tuple[Connection, HTTPResponse]:
-        key = (instance.address, instance.port)
-        try:
-            return send(self.pool, key, method, head, body, timeout)
-        except UpstreamBroken as exc:
-            if not exc.stale or not isinstance(body, bytes):
-                raise
-        # A reused connection the instance had already closed: try once on a new one.
-        return send(self.pool, key, method, head, body, timeout)
-
-    def _failed(self, service: Service, instance: Instance, eject_now: bool = False) -> None:
+        error: UpstreamError | None,
+        req: Request,
+        eject_now: bool = False,
+    ) -> None:
+        if error is not None:
+            # The details stay in the log, with the request ID; the client gets our words.
+            log.warning(
+                "request %s to %s (%s:%d): %s",
+                req.request_id, instance.id, instance.address, instance.port, error,
+            )  # fmt: skip
         ids = [i.id for i in service.passing]
         if self.stats.record_failure(instance.id, ids, eject_now=eject_now):
             metrics.EJECTIONS.labels(service.name).inc()
             self.pool.discard_host((instance.address, instance.port))
 
-    def _relay(
+    async def _relay(
         self,
-        start_response: responses.StartResponse,
-        conn: Connection,
-        response: HTTPResponse,
+        req: Request,
+        conn: UpstreamConnection,
+        answer: Answer,
         instance: Instance,
-        rid: str,
-        stats: InstanceStats,
-        rtt: float,
-        method: str,
-    ) -> Iterable[bytes]:
-        extra = [("X-Request-ID", rid), ("X-Upstream-Instance", instance.id)]
-        headers = response_headers(response.getheaders(), extra)
-        start_response(responses.status_line(response.status, response.reason), headers)
-        if method == "HEAD" or (response.length is not None and response.length <= BUFFER_LIMIT):
-            try:
-                data = response.read()
-            except (OSError, HTTPException):
-                conn.close()
-                stats.end(rtt, self.stats.decay)
-                raise
-            finish(conn, response, self.pool)
-            stats.end(rtt, self.stats.decay)
-            return [data]
-        return _Streamed(conn, response, self.pool, lambda: stats.end(rtt, self.stats.decay))
-
-
-class _Streamed:
-    """A large upstream body, passed on chunk by chunk; ``close`` releases the connection."""
-
-    def __init__(
-        self, conn: Connection, response: HTTPResponse, pool: Pool, done: Callable[[], None]
+        service: Service,
     ) -> None:
-        self.conn, self.response, self.pool, self.done = conn, response, pool, done
-        self.complete = False
+        lines = response_lines(answer.headers)
+        lines.append(b"X-Request-ID: " + req.request_id.encode())
+        lines.append(b"X-Upstream-Instance: " + instance.id.encode("latin-1"))
+        line = status_line(answer.status, answer.reason)
+        client = req.conn
+        keep_alive = req.keep_alive and not client.server.closing
+        if req.method == b"HEAD" or answer.status in (204, 304):
+            if answer.length is not None and req.method == b"HEAD":
+                lines.append(b"Content-Length: %d" % answer.length)
+            self.pool.release(conn)
+            self._answer(req, answer.status, response_head(line, lines, None, keep_alive, False))
+            return
+        if answer.done or (answer.length is not None and answer.length <= SMALL_ANSWER):
+            try:
+                data = await answer.read_all()
+            except UpstreamError as exc:
+                conn.close()
+                self._failed(service, instance, exc, req)
+                self.error(req, 502, "upstream_failed", "the instance's answer broke off")
+                return
+            self.pool.release(conn)
+            head = response_head(line, lines, len(data), keep_alive, False)
+            self._answer(req, answer.status, head + data)
+            return
+        await self._stream(req, conn, answer, instance, service, line, lines, keep_alive)
 
-    def __iter__(self) -> Iterator[bytes]:
-        # read1 returns what has arrived (up to CHUNK), so streamed answers are not held back.
-        while data := self.response.read1(CHUNK):
-            yield data
-        self.complete = True
+    async def _stream(
+        self,
+        req: Request,
+        conn: UpstreamConnection,
+        answer: Answer,
+        instance: Instance,
+        service: Service,
+        line: bytes,
+        lines: list[bytes],
+        keep_alive: bool,
+    ) -> None:
+        """A large or open-ended answer, passed on as it arrives, at the client's pace."""
+        client = req.conn
+        chunked = answer.length is None and req.version == "1.1"
+        if answer.length is None and not chunked:
+            keep_alive = False  # an HTTP/1.0 client learns the end from the close
+        self._answer(
+            req, answer.status, response_head(line, lines, answer.length, keep_alive, chunked)
+        )
+        try:
+            async for data in _framed(answer.chunks(self.settings.try_timeout), chunked):
+                client.write(data)
+                await client.drain()
+        except UpstreamError as exc:
+            self._failed(service, instance, exc, req)
+            conn.close()
+            client.abort("the instance's answer broke off")
+            return
+        except ClientGone:
+            conn.close()
+            raise
+        self.pool.release(conn)
 
-    def close(self) -> None:
-        if self.complete:
-            finish(self.conn, self.response, self.pool)
-        else:
-            self.conn.close()  # the client went away mid-body: the connection is unusable
-        self.done()
+    def _answer(self, req: Request, status: int, data: bytes) -> None:
+        req.answered = True
+        req.status = status
+        req.conn.write(data)
+
+    def error(self, req: Request, code: int, error_code: str, detail: str, **extra: object) -> None:
+        """Answer with a JSON error."""
+        body = error_body(code, error_code, detail, req.request_id, **extra)
+        lines = [_JSON, b"X-Request-ID: " + req.request_id.encode()]
+        keep_alive = req.keep_alive and not req.conn.server.closing
+        head = response_head(status_line(code), lines, len(body), keep_alive, False)
+        self._answer(req, code, head + body)
 
 
-def _request_body(environ: Mapping[str, Any]) -> tuple[bytes | Iterator[bytes], int | None, bool]:
-    """The body to send: bytes if small enough to hold, else a stream; with its framing."""
-    raw_length = environ.get("CONTENT_LENGTH") or ""
-    stream = environ["wsgi.input"]
-    if "chunked" in environ.get("HTTP_TRANSFER_ENCODING", "").lower():
-        return chunked(read_chunks(stream, None)), None, True
-    if not raw_length:
-        return b"", None, False
-    if not raw_length.isdigit():
-        raise ValueError(f"Content-Length must be a number of bytes, got {raw_length!r}")
-    length = int(raw_length)
-    if length <= BUFFER_LIMIT:
-        data = stream.read(length) if length else b""
-        if len(data) != length:
-            raise ValueError("the client sent less body than its Content-Length")
-        return data, length, False
-    return read_chunks(stream, length), length, False
-
-
-def _target(environ: Mapping[str, Any], prefix: str, upstream_path: str) -> str:
-    """The request target upstream, keeping the client's own percent-encoding when possible."""
-    raw: str = environ.get("RAW_URI", "")
-    if raw.startswith(prefix) and raw[len(prefix) : len(prefix) + 1] in ("", "/", "?"):
-        rest = raw[len(prefix) :]
-        return rest if rest.startswith("/") else "/" + rest
-    query = environ.get("QUERY_STRING")
-    path = quote(upstream_path.encode("latin-1"), safe="/:@!$&'()*+,;=~-._")
-    return f"{path}?{query}" if query else path
-
-
-def _head(
-    method: str,
-    target: str,
-    environ: Mapping[str, Any],
-    rid: str,
-    prefix: str,
-    length: int | None,
-    chunked: bool,
-) -> bytes:
-    """The request line and headers, encoded once and reused by every attempt."""
-    lines = [f"{method} {target} HTTP/1.1"]
-    headers = request_headers(environ, rid, prefix)
-    if "HTTP_HOST" not in environ:
-        lines.append(f"Host: {environ.get('SERVER_NAME', 'gateway')}")
-    lines += [f"{name}: {value}" for name, value in headers]
+async def _framed(chunks: AsyncIterator[bytes], chunked: bool) -> AsyncIterator[bytes]:
+    async for data in chunks:
+        yield b"%x\r\n%s\r\n" % (len(data), data) if chunked else data
     if chunked:
-        lines.append("Transfer-Encoding: chunked")
-    elif length is not None:
-        lines.append(f"Content-Length: {length}")
-    return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
+        yield b"0\r\n\r\n"
+
+
+def _has_dot_segment(path: bytes) -> bool:
+    """Whether a path has a ``.`` or ``..`` segment, percent-encoded or not."""
+    return any(
+        segment.lower().replace(b"%2e", b".") in (b".", b"..") for segment in path.split(b"/")
+    )

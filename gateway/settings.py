@@ -29,6 +29,14 @@ class GatewaySettings:
     resync_grace: float = 15.0
     startup_wait: float = 5.0
     panic_threshold: float = 0.5
+    # The client side (see gateway/front.py); nginx's client_header_timeout, client_body_timeout,
+    # keepalive_timeout, worker_connections, proxy_request_buffering and client_max_body_size.
+    header_timeout: float = 10.0
+    body_timeout: float = 10.0
+    keepalive_timeout: float = 75.0
+    max_connections: int = 10_000
+    buffer_body: int = 1024 * 1024
+    max_body_size: int = 64 * 1024 * 1024
     snapshot_file: Path | None = None
     ejection: EjectionPolicy = field(default_factory=EjectionPolicy)
     consul: ConsulSettings = field(default_factory=ConsulSettings)
@@ -52,6 +60,14 @@ class GatewaySettings:
             # Below gunicorn's 30 s worker timeout, which also covers a worker's start.
             startup_wait=env.get_duration(e, "GATEWAY_STARTUP_WAIT", "5s", lo=0, hi=20),
             panic_threshold=env.get_float(e, "GATEWAY_PANIC_THRESHOLD", 0.5, 0.0, 1.0),
+            header_timeout=env.get_duration(e, "GATEWAY_HEADER_TIMEOUT", "10s", lo=0.1, hi=3600),
+            body_timeout=env.get_duration(e, "GATEWAY_BODY_TIMEOUT", "10s", lo=0.1, hi=3600),
+            keepalive_timeout=env.get_duration(
+                e, "GATEWAY_KEEPALIVE_TIMEOUT", "75s", lo=0.1, hi=86400
+            ),
+            max_connections=env.get_int(e, "GATEWAY_MAX_CONNECTIONS", 10_000, 1, 1_000_000),
+            buffer_body=env.get_int(e, "GATEWAY_BUFFER_BODY", 1024 * 1024, 0, 1 << 30),
+            max_body_size=env.get_int(e, "GATEWAY_MAX_BODY_SIZE", 64 * 1024 * 1024, 0, 1 << 40),
             snapshot_file=Path(snapshot) if snapshot else None,
             ejection=EjectionPolicy(
                 consecutive_failures=env.get_int(e, "GATEWAY_EJECT_AFTER", 3, 1, 1000),

@@ -1,97 +1,426 @@
-"""One attempt at one upstream instance: send the request, read the status and headers.
+"""Connections to upstream instances on asyncio, their answers parsed by llhttp, kept in a pool.
 
-Kept apart from the proxy's retry loop so each outcome is a distinct type the loop can act on:
-a connection that never formed (:class:`~gateway.pool.ConnectFailed`), a timeout, a broken
-connection, or an answer.
+Each outcome of an attempt is a distinct exception the proxy's retry loop acts on: a connection
+that never formed (:class:`ConnectFailed`), no answer in time (:class:`UpstreamTimeout`), a
+connection that broke (:class:`UpstreamBroken`), or an answer whose framing cannot be trusted
+(:class:`UpstreamBadResponse`, llhttp's verdict: Content-Length with Transfer-Encoding,
+differing lengths, a bad status line).
+
+A connection goes back to the pool only when its answer was read exactly to the end: interim
+1xx answers are skipped, and a connection on which anything arrives after the answer (or while
+idle) is closed, so one client can never receive bytes meant for another.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from http.client import HTTPException, HTTPResponse
+import asyncio
+from collections import deque
+from collections.abc import AsyncIterator
+from typing import cast
 
-from gateway.pool import Connection, Pool
+import httptools
 
-CHUNK = 64 * 1024
-
-
-class UpstreamTimeout(Exception):
-    """The instance did not answer within the per-try timeout."""
+MAX_HEADERS = 100
+MAX_HEADER_BYTES = 64 * 1024
+HIGH_WATER = 256 * 1024  # answer bytes held before the upstream is paused (slow client)
 
 
-class UpstreamBroken(Exception):
-    """The connection broke before an answer arrived; *stale* if it was a reused one."""
+class UpstreamError(Exception):
+    """Base class of the failures that count against an upstream instance."""
 
-    def __init__(self, message: str, stale: bool) -> None:
+
+class ConnectFailed(UpstreamError):
+    """The TCP connection could not be made: the request was never sent."""
+
+
+class UpstreamTimeout(UpstreamError):
+    """The instance did not answer within the attempt's time."""
+
+
+class UpstreamBroken(UpstreamError):
+    """The connection broke before a whole answer arrived; *reused* if it came from the pool."""
+
+    def __init__(self, message: str, reused: bool) -> None:
         super().__init__(message)
-        self.stale = stale
+        self.reused = reused
 
 
-def chunked(source: Iterator[bytes]) -> Iterator[bytes]:
-    """HTTP/1.1 chunked transfer coding of *source*."""
-    for data in source:
-        if data:
-            yield b"%x\r\n%s\r\n" % (len(data), data)
-    yield b"0\r\n\r\n"
+class UpstreamBadResponse(UpstreamError):
+    """The answer's framing or syntax is invalid."""
 
 
-def read_chunks(stream: object, length: int | None) -> Iterator[bytes]:
-    """Read a WSGI input stream: *length* bytes, or to the end when it is None."""
-    read = stream.read  # type: ignore[attr-defined]
-    remaining = length
-    while remaining is None or remaining > 0:
-        data = read(CHUNK if remaining is None else min(CHUNK, remaining))
-        if not data:
-            if remaining:
-                raise ValueError("the client sent less body than its Content-Length")
+class Answer:
+    """One upstream answer: status and headers first, then the body as it arrives."""
+
+    __slots__ = (
+        "_parts",
+        "_waiter",
+        "buffered",
+        "chunked",
+        "conn",
+        "done",
+        "error",
+        "head",
+        "headers",
+        "keep_alive",
+        "length",
+        "reason",
+        "status",
+        "timer",
+    )
+
+    def __init__(self, conn: UpstreamConnection) -> None:
+        self.conn = conn
+        self.head: asyncio.Future[None] = conn.loop.create_future()
+        self.status, self.reason = 0, b""
+        self.headers: list[tuple[bytes, bytes]] = []
+        self.length: int | None = None
+        self.chunked = False
+        self.keep_alive = True
+        self.done = False
+        self.error: BaseException | None = None
+        self.buffered = 0
+        self._parts: list[bytes] = []
+        self._waiter: asyncio.Future[None] | None = None
+        self.timer: asyncio.TimerHandle | None = None
+
+    def feed(self, data: bytes) -> None:
+        self._parts.append(data)
+        self.buffered += len(data)
+        if self.buffered > HIGH_WATER:
+            self.conn.pause()
+        self._wake()
+
+    def finish(self) -> None:
+        self.done = True
+        self._stop_timer()
+        self._wake()
+
+    def fail(self, error: BaseException) -> None:
+        if self.done or self.error is not None:
             return
-        if remaining is not None:
-            remaining -= len(data)
-        yield data
+        self.error = error
+        self._stop_timer()
+        if not self.head.done():
+            self.head.set_exception(error)
+            self.head.exception()  # retrieved: the proxy may have stopped waiting already
+        self._wake()
+
+    def _stop_timer(self) -> None:
+        if self.timer is not None:
+            self.timer.cancel()
+            self.timer = None
+
+    def _wake(self) -> None:
+        waiter = self._waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    async def _wait(self, timeout: float | None) -> None:
+        loop = self.conn.loop
+        self._waiter = loop.create_future()
+        idle = None
+        if timeout is not None:
+            message = f"no answer bytes for {timeout:g}s"
+            idle = loop.call_later(timeout, self.conn.expire, UpstreamTimeout(message))
+        try:
+            await self._waiter
+        finally:
+            self._waiter = None
+            if idle is not None:
+                idle.cancel()
+
+    def _take(self) -> bytes:
+        data = self._parts[0] if len(self._parts) == 1 else b"".join(self._parts)
+        self._parts.clear()
+        self.buffered = 0
+        self.conn.resume()
+        return data
+
+    async def read_all(self) -> bytes:
+        """The whole body (the attempt's timer still runs)."""
+        while not self.done:
+            if self.error is not None:
+                raise self.error
+            await self._wait(None)
+        return self._take()
+
+    async def chunks(self, idle_timeout: float) -> AsyncIterator[bytes]:
+        """The body as it arrives, each wait bounded by *idle_timeout*."""
+        self._stop_timer()
+        while True:
+            if self._parts:
+                yield self._take()
+            elif self.done:
+                return
+            elif self.error is not None:
+                raise self.error
+            else:
+                await self._wait(idle_timeout)
 
 
-def send(
-    pool: Pool,
-    key: tuple[str, int],
-    method: str,
-    head: bytes,
-    body: bytes | Iterator[bytes],
-    timeout: float,
-) -> tuple[Connection, HTTPResponse]:
-    """Send one request and wait for its status line; the caller owns the connection after."""
-    conn = pool.acquire(key)
-    try:
-        if isinstance(body, bytes):
-            # One write for head and body: fewer syscalls, and no Nagle delay between them.
-            conn.send(head + body, timeout)
+class UpstreamConnection(asyncio.Protocol):
+    """One keep-alive connection to an instance; carries one request at a time."""
+
+    def __init__(self, key: tuple[str, int]) -> None:
+        self.key = key
+        self.loop = asyncio.get_running_loop()
+        self.transport: asyncio.Transport | None = None
+        self.parser = httptools.HttpResponseParser(self)
+        self.answer: Answer | None = None
+        self.reusable = True
+        self.reused = False
+        self.lost = False
+        self.head_request = False
+        self.interim = False
+        self.idle_since = 0.0
+        self.paused = False
+        self._header_bytes = 0
+        self._drain: asyncio.Future[None] | None = None
+        self.write_paused = False
+
+    # -- asyncio.Protocol -------------------------------------------------------------------
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = cast(asyncio.Transport, transport)
+
+    def data_received(self, data: bytes) -> None:
+        answer = self.answer
+        if answer is None or answer.done:
+            self.close()  # bytes nobody asked for: this connection can never be trusted again
+            return
+        try:
+            self.parser.feed_data(data)
+        except httptools.HttpParserCallbackError as exc:
+            self._broken(exc.__context__ or exc)
+        except httptools.HttpParserError as exc:
+            self._broken(UpstreamBadResponse(f"invalid answer: {exc}"))
+
+    def _broken(self, error: BaseException) -> None:
+        if self.answer is not None:
+            self.answer.fail(error)
+        self.close()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.lost = True
+        self.reusable = False
+        answer = self.answer
+        if answer is None or answer.done:
+            return
+        if answer.head.done() and answer.length is None and not answer.chunked:
+            answer.finish()  # a body delimited by the connection's end
         else:
-            conn.send(head, timeout)
-            for data in body:
-                conn.sock.sendall(data)
-        return conn, conn.response(method)
-    except TimeoutError as exc:
-        conn.close()
-        raise UpstreamTimeout(f"no answer within {timeout:g}s") from exc
-    except (OSError, HTTPException) as exc:
-        conn.close()
-        raise UpstreamBroken(f"{type(exc).__name__}: {exc}", stale=conn.reused) from exc
+            answer.fail(
+                UpstreamBroken("the connection closed before the answer ended", self.reused)
+            )
+        if self._drain is not None and not self._drain.done():
+            self._drain.set_exception(UpstreamBroken("the connection closed", self.reused))
+
+    def pause_writing(self) -> None:
+        self.write_paused = True
+
+    def resume_writing(self) -> None:
+        self.write_paused = False
+        if self._drain is not None and not self._drain.done():
+            self._drain.set_result(None)
+
+    # -- llhttp callbacks -------------------------------------------------------------------
+
+    def on_message_begin(self) -> None:
+        answer = self.answer
+        if answer is None or answer.done:
+            raise UpstreamBadResponse("the instance sent more than one answer")
+        self._header_bytes = 0
+
+    def on_status(self, reason: bytes) -> None:
+        assert self.answer is not None
+        self.answer.reason += reason
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        answer = self.answer
+        assert answer is not None
+        self._header_bytes += len(name) + len(value)
+        if len(answer.headers) >= MAX_HEADERS or self._header_bytes > MAX_HEADER_BYTES:
+            raise UpstreamBadResponse("the answer has too many or too large headers")
+        answer.headers.append((name, value))
+
+    def on_headers_complete(self) -> None:
+        answer = self.answer
+        assert answer is not None
+        status = self.parser.get_status_code()
+        if 100 <= status < 200:
+            if status == 101:
+                raise UpstreamBadResponse(
+                    "101 Switching Protocols to a request that asked for none"
+                )
+            self.interim = True  # 100 Continue, 103 Early Hints: the final answer follows
+            answer.headers.clear()
+            answer.reason = b""
+            return
+        answer.status = status
+        for name, value in answer.headers:
+            lower = name.lower()
+            if lower == b"content-length":
+                answer.length = int(value)  # llhttp refused anything but one plain number
+            elif lower == b"transfer-encoding":
+                answer.chunked = True
+        if status in (204, 304):
+            answer.length = 0
+        if self.head_request:
+            # llhttp does not know the request was HEAD and would wait for a body.
+            answer.length, self.reusable = 0, False
+            answer.finish()
+        answer.head.set_result(None)
+
+    def on_body(self, data: bytes) -> None:
+        assert self.answer is not None
+        self.answer.feed(data)
+
+    def on_message_complete(self) -> None:
+        if self.interim:
+            self.interim = False
+            return
+        answer = self.answer
+        assert answer is not None
+        answer.keep_alive = self.parser.should_keep_alive()
+        answer.finish()
+
+    # -- used by the proxy ------------------------------------------------------------------
+
+    async def send(
+        self,
+        head: bytes,
+        body: bytes | AsyncIterator[bytes],
+        chunked: bool,
+        timeout: float,
+        head_request: bool,
+    ) -> Answer:
+        """Send one request and wait for the answer's status and headers."""
+        assert self.transport is not None
+        answer = self.answer = Answer(self)
+        self.head_request = head_request
+        if isinstance(body, bytes):
+            answer.timer = self.loop.call_later(timeout, self.expire, _timeout(timeout))
+            # One write for head and body: one syscall, and no Nagle delay between them.
+            self.transport.write(head + body)
+        else:
+            self.reusable = False  # cut short if the client fails: never reused after a stream
+            self.transport.write(head)
+            async for data in body:
+                if answer.head.done():
+                    break  # answered early: the rest of the body is not wanted
+                self.transport.write(b"%x\r\n%s\r\n" % (len(data), data) if chunked else data)
+                await self.drain(timeout)
+            else:
+                if chunked:
+                    self.transport.write(b"0\r\n\r\n")
+                self.reusable = True
+            if not answer.done and answer.error is None:
+                answer.timer = self.loop.call_later(timeout, self.expire, _timeout(timeout))
+        await answer.head
+        return answer
+
+    async def drain(self, timeout: float) -> None:
+        """Wait while the instance is not reading what is sent to it."""
+        if self.lost:
+            raise UpstreamBroken("the connection closed while sending", self.reused)
+        if self.write_paused:
+            self._drain = self.loop.create_future()
+            try:
+                await asyncio.wait_for(self._drain, timeout)
+            except TimeoutError:
+                self.expire(_timeout(timeout))
+                raise UpstreamTimeout(f"the instance read nothing for {timeout:g}s") from None
+
+    def expire(self, error: UpstreamTimeout) -> None:
+        """The attempt ran out of time: fail the answer and drop the connection."""
+        if self.answer is not None:
+            self.answer.fail(error)
+        self.close()
+
+    def pause(self) -> None:
+        if not self.paused and self.transport is not None:
+            self.paused = True
+            self.transport.pause_reading()
+
+    def resume(self) -> None:
+        if self.paused and self.transport is not None and not self.lost:
+            self.paused = False
+            self.transport.resume_reading()
+
+    def close(self) -> None:
+        self.reusable = False
+        if self.transport is not None:
+            self.transport.close()
 
 
-def drain(conn: Connection, response: HTTPResponse, pool: Pool) -> None:
-    """Read an unwanted answer to the end, so its connection can be reused."""
-    try:
-        while response.read(CHUNK):
-            pass
-    except (OSError, HTTPException):
-        conn.close()
-        return
-    finish(conn, response, pool)
+def _timeout(seconds: float) -> UpstreamTimeout:
+    return UpstreamTimeout(f"no answer within {seconds:g}s")
 
 
-def finish(conn: Connection, response: HTTPResponse, pool: Pool) -> None:
-    """Give the connection back to the pool, or close it if the upstream wants that."""
-    response.close()
-    if response.will_close:
-        conn.close()
-    else:
-        pool.release(conn)
+class Pool:
+    """Idle connections by ``(host, port)``, reused last-in first-out.
+
+    Reuse saves a TCP handshake and an accept per request. An idle connection the instance
+    closes is noticed at once by the event loop (``connection_lost``) and never handed out.
+    """
+
+    def __init__(
+        self, connect_timeout: float, idle_timeout: float = 30.0, max_idle: int = 64
+    ) -> None:
+        self.connect_timeout = connect_timeout
+        self.idle_timeout = idle_timeout
+        self.max_idle = max_idle
+        self._idle: dict[tuple[str, int], deque[UpstreamConnection]] = {}
+
+    async def acquire(self, key: tuple[str, int]) -> UpstreamConnection:
+        """An idle connection to *key* if a live one exists, else a new one."""
+        idle = self._idle.get(key)
+        if idle:
+            loop = asyncio.get_running_loop()
+            oldest = loop.time() - self.idle_timeout
+            while idle:
+                conn = idle.pop()
+                if not conn.lost and conn.idle_since >= oldest:
+                    conn.reused = True
+                    return conn
+                conn.close()
+        return await self.connect(key)
+
+    async def connect(self, key: tuple[str, int]) -> UpstreamConnection:
+        """A new connection, or ConnectFailed."""
+        loop = asyncio.get_running_loop()
+        try:
+            _, conn = await asyncio.wait_for(
+                loop.create_connection(lambda: UpstreamConnection(key), key[0], key[1]),
+                self.connect_timeout,
+            )
+        except (OSError, TimeoutError) as exc:
+            raise ConnectFailed(f"connect failed: {exc.strerror or type(exc).__name__}") from exc
+        return conn
+
+    def release(self, conn: UpstreamConnection) -> None:
+        """Keep a connection whose answer was read exactly to its end; close any other."""
+        answer = conn.answer
+        conn.answer = None
+        if (
+            conn.lost
+            or not conn.reusable
+            or answer is None
+            or not answer.done
+            or not answer.keep_alive
+        ):
+            conn.close()
+            return
+        idle = self._idle.setdefault(conn.key, deque())
+        if len(idle) >= self.max_idle:
+            conn.close()
+            return
+        conn.idle_since = conn.loop.time()
+        idle.append(conn)
+
+    def discard_host(self, key: tuple[str, int]) -> None:
+        """Close every idle connection to an instance that left or failed."""
+        idle = self._idle.pop(key, None)
+        while idle:
+            idle.pop().close()

@@ -1,46 +1,99 @@
-"""gunicorn's gthread worker, keeping a busy keep-alive connection on its thread.
+"""A gunicorn worker that serves the gateway on an asyncio event loop (uvloop where installed).
 
-The stock worker hands every request of a kept-alive connection from the main thread's poller
-to the pool and back: two thread hand-offs, a pipe write and two epoll changes per request.
-Here the thread that answered a request waits briefly for the next one on the same connection
-and serves it itself, as long as no other connection is waiting for a thread; an idle or
-outnumbered connection goes back to the poller as before.
+gunicorn stays the process manager: it binds the sockets, forks and supervises workers,
+restarts dead ones and drives graceful shutdown. Each worker runs one event loop that accepts on
+the shared sockets with :class:`gateway.front.FrontServer`, and tells the master it is alive
+once a second. On SIGTERM a worker stops accepting, closes idle connections, lets busy ones
+finish their current answer (up to ``graceful_timeout``) and exits; SIGQUIT and SIGINT exit at
+once, as with gunicorn's own workers.
 """
 
 from __future__ import annotations
 
-import select
-import threading
+import asyncio
+import contextlib
+import os
+import signal
+import sys
 from typing import Any
 
-from gunicorn.workers.gthread import ThreadWorker  # type: ignore[import-untyped]
+import uvloop
+from gunicorn.workers.base import Worker  # type: ignore[import-untyped]
 
-# Long enough for a client that sends its next request as soon as it has read the answer.
-STICKY_WAIT = 0.002
+from gateway.app import Gateway
+from gateway.front import FrontServer
+
+HEARTBEAT = 1.0
 
 
-class StickyThreadWorker(ThreadWorker):  # type: ignore[misc]
-    """ThreadWorker whose threads serve back-to-back requests of one connection."""
+class EventLoopWorker(Worker):  # type: ignore[misc]
+    """Runs the gateway's front end on one event loop per worker process."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self._backlog = 0  # connections submitted to the pool that no thread has taken yet
-        self._backlog_lock = threading.Lock()
+        self.loop: asyncio.AbstractEventLoop | None = None
+        self._wake: asyncio.Event | None = None
 
-    def enqueue_req(self, conn: Any) -> None:
-        with self._backlog_lock:
-            self._backlog += 1
-        super().enqueue_req(conn)
+    def init_process(self) -> None:
+        self.loop = uvloop.new_event_loop()
+        asyncio.set_event_loop(self.loop)
+        super().init_process()
 
-    def handle(self, conn: Any) -> Any:
-        with self._backlog_lock:
-            self._backlog -= 1
-        result = super().handle(conn)
-        # Fairness: a thread stays only while no other connection waits for one.
-        while result is True and self.alive and not self._backlog:
-            if not conn.parser.unreader.buf.getvalue():
-                ready, _, _ = select.select([conn.sock], [], [], STICKY_WAIT)
-                if not ready:
-                    break
-            result = super().handle(conn)
-        return result
+    def init_signals(self) -> None:
+        assert self.loop is not None
+        for sig in self.SIGNALS:
+            signal.signal(sig, signal.SIG_DFL)
+        self.loop.add_signal_handler(signal.SIGTERM, self._stop, True)
+        self.loop.add_signal_handler(signal.SIGQUIT, self._stop, False)
+        self.loop.add_signal_handler(signal.SIGINT, self._stop, False)
+        self.loop.add_signal_handler(signal.SIGUSR1, self.log.reopen_files)
+        self.loop.add_signal_handler(signal.SIGABRT, self._abort)
+        signal.signal(signal.SIGWINCH, signal.SIG_IGN)
+
+    def _stop(self, graceful: bool) -> None:
+        self.alive = False
+        self.graceful = graceful
+        if self._wake is not None:
+            self._wake.set()
+
+    def _abort(self) -> None:
+        self.alive = False
+        self.cfg.worker_abort(self)
+        sys.exit(1)
+
+    def run(self) -> None:
+        assert self.loop is not None
+        self.graceful = True
+        try:
+            self.loop.run_until_complete(self._serve())
+        finally:
+            self.loop.close()
+
+    async def _serve(self) -> None:
+        loop = asyncio.get_running_loop()
+        gateway: Gateway = self.wsgi
+        front = FrontServer(gateway.settings, gateway)
+        servers = [
+            await loop.create_server(front.protocol, sock=s.sock, backlog=self.cfg.backlog)
+            for s in self.sockets
+        ]
+        if self.sockets:
+            gateway.server_address = self.sockets[0].sock.getsockname()[:2]
+        front.start(loop)
+        self._wake = asyncio.Event()
+        while self.alive:
+            self.notify()
+            if self.ppid != os.getppid():
+                self.log.info("Parent changed, shutting down: %s", self)
+                break
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), HEARTBEAT)
+        for server in servers:
+            server.close()
+        if self.graceful:
+            front.begin_shutdown()
+            deadline = loop.time() + self.cfg.graceful_timeout
+            while front.connections and loop.time() < deadline:
+                self.notify()
+                await asyncio.sleep(0.05)
+        front.stop()

@@ -1,0 +1,359 @@
+"""The client side of the gateway: HTTP/1.1 connections on asyncio, parsed by llhttp.
+
+httptools (Node.js's llhttp) does all the parsing and refuses what it finds ambiguous:
+Content-Length with Transfer-Encoding, duplicate lengths, obs-fold, bare CR or LF, NUL and bad
+chunks. This module adds what a parser cannot know: limits (414, 431, 413), deadlines for the
+headers, between body reads, for a client that stops reading and for idle keep-alive
+connections, a connection limit per worker, and pipelined requests answered in order.
+
+Deadlines are checked by one sweep per worker every half second rather than a timer per
+request, so the hot path only stores a number (as nginx's timer tree is touched only on change).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import deque
+from collections.abc import Awaitable, Callable
+from typing import cast
+
+import httptools
+
+from gateway.errors_json import error_body, status_line
+from gateway.request import ClientError, ClientGone, Request
+from gateway.settings import GatewaySettings
+
+log = logging.getLogger(__name__)
+Handler = Callable[[Request], Awaitable[None]]
+
+MAX_TARGET = 8 * 1024
+MAX_HEADER_BYTES = 64 * 1024
+MAX_HEADERS = 100
+HIGH_WATER = 256 * 1024  # body bytes held for a handler before the client is paused
+SWEEP_INTERVAL = 0.5
+# What the timer of a connection is waiting for.
+NONE, HEADERS, BODY, IDLE = range(4)
+
+
+class FrontServer:
+    """The connections of one worker, their limit, and the deadline sweep."""
+
+    def __init__(self, settings: GatewaySettings, handler: Handler) -> None:
+        self.settings = settings
+        self.handler = handler
+        self.connections: set[ClientConnection] = set()
+        self.closing = False
+        self._sweeper: asyncio.TimerHandle | None = None
+
+    def protocol(self) -> ClientConnection:
+        """The protocol factory for ``loop.create_server``."""
+        return ClientConnection(self)
+
+    def start(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Begin the deadline sweep."""
+        self._sweeper = loop.call_later(SWEEP_INTERVAL, self._sweep, loop)
+
+    def _sweep(self, loop: asyncio.AbstractEventLoop) -> None:
+        now = loop.time()
+        for conn in list(self.connections):
+            # A paused reader is waiting for the gateway, not the client: no body deadline.
+            if conn.timer != NONE and now > conn.deadline and not conn.read_paused:
+                conn.on_deadline()
+            elif conn.write_paused and now > conn.send_deadline:
+                conn.abort("the client stopped reading its answer")
+        self._sweeper = loop.call_later(SWEEP_INTERVAL, self._sweep, loop)
+
+    def begin_shutdown(self) -> None:
+        """Stop keeping connections alive; close the idle ones now."""
+        self.closing = True
+        for conn in list(self.connections):
+            if conn.current is None and conn.timer in (IDLE, HEADERS) and not conn.queue:
+                conn.close()
+
+    def stop(self) -> None:
+        """Close every connection at once (after the graceful period)."""
+        if self._sweeper is not None:
+            self._sweeper.cancel()
+        for conn in list(self.connections):
+            conn.abort("the worker is stopping")
+
+
+class ClientConnection(asyncio.Protocol):
+    """One client connection; the llhttp callbacks below build :class:`Request` objects."""
+
+    def __init__(self, server: FrontServer) -> None:
+        self.server = server
+        self.settings = server.settings
+        self.loop = asyncio.get_running_loop()
+        self.transport: asyncio.Transport | None = None
+        self.peer = ""
+        self.parser = httptools.HttpRequestParser(self)
+        self.parsing: Request | None = None
+        self.current: Request | None = None
+        self.queue: deque[Request] = deque()
+        self.timer, self.deadline = HEADERS, 0.0
+        self.read_paused = self.write_paused = self.lost = False
+        self.send_deadline = 0.0
+        self._drain: asyncio.Future[None] | None = None
+        self._header_bytes = 0
+        # Above the buffered-body size, so a handler reading a body whole is never paused.
+        self.high_water = max(HIGH_WATER, self.settings.buffer_body + 1)
+
+    # -- asyncio.Protocol -------------------------------------------------------------------
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        # uvloop's transports do not subclass asyncio.Transport, but have its methods.
+        self.transport = transport = cast(asyncio.Transport, transport)
+        peer = transport.get_extra_info("peername")
+        self.peer = peer[0] if isinstance(peer, tuple) else ""
+        if len(self.server.connections) >= self.settings.max_connections:
+            body = error_body(
+                503, "too_many_connections", "the gateway is at its connection limit", "-"
+            )
+            lines = [b"Content-Type: application/json"]
+            transport.write(response_head(status_line(503), lines, len(body), False, False) + body)
+            transport.close()
+            self.lost = True
+            return
+        self.server.connections.add(self)
+        self.deadline = self.loop.time() + self.settings.header_timeout
+
+    def data_received(self, data: bytes) -> None:
+        try:
+            self.parser.feed_data(data)
+        except httptools.HttpParserUpgrade:
+            # CONNECT, or an Upgrade request: this gateway tunnels neither.
+            self._refuse(
+                ClientError(
+                    501, "not_implemented", "CONNECT and protocol upgrades are not supported"
+                )
+            )
+        except httptools.HttpParserCallbackError as exc:
+            cause = exc.__context__
+            if isinstance(cause, ClientError):
+                self._refuse(cause)
+            else:
+                log.exception("request handling failed", exc_info=cause)
+                self._refuse(
+                    ClientError(500, "internal_error", "the gateway failed to read the request")
+                )
+        except httptools.HttpParserError as exc:
+            self._refuse(ClientError(400, "bad_request", f"malformed request: {_reason(exc)}"))
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.lost = True
+        self.server.connections.discard(self)
+        gone = ClientGone("the client closed the connection")
+        for req in (self.current, self.parsing):
+            if req is not None:
+                req.fail(gone)
+        if self._drain is not None and not self._drain.done():
+            self._drain.set_exception(gone)
+
+    def pause_writing(self) -> None:
+        self.write_paused = True
+        self.send_deadline = self.loop.time() + self.settings.body_timeout
+
+    def resume_writing(self) -> None:
+        self.write_paused = False
+        if self._drain is not None and not self._drain.done():
+            self._drain.set_result(None)
+
+    # -- llhttp callbacks -------------------------------------------------------------------
+
+    def on_message_begin(self) -> None:
+        self.parsing = Request(self)
+        self._header_bytes = 0
+        if self.timer == IDLE or self.timer == NONE:
+            self.timer, self.deadline = HEADERS, self.loop.time() + self.settings.header_timeout
+
+    def on_url(self, url: bytes) -> None:
+        req = self.parsing
+        assert req is not None
+        req.target += url
+        if len(req.target) > MAX_TARGET:
+            raise ClientError(414, "uri_too_long", f"the request target is over {MAX_TARGET} bytes")
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        req = self.parsing
+        assert req is not None
+        self._header_bytes += len(name) + len(value) + 4
+        if len(req.raw_headers) >= MAX_HEADERS or self._header_bytes > MAX_HEADER_BYTES:
+            raise ClientError(
+                431, "headers_too_large",
+                f"at most {MAX_HEADERS} header fields and {MAX_HEADER_BYTES} bytes of headers",
+            )  # fmt: skip
+        req.raw_headers.append((name, value))
+
+    def on_headers_complete(self) -> None:
+        req = self.parsing
+        assert req is not None
+        req.headers_complete(
+            self.parser.get_method(),
+            self.parser.get_http_version(),
+            self.parser.should_keep_alive(),
+        )
+        if req.content_length is not None and req.content_length > self.settings.max_body_size:
+            raise ClientError(
+                413, "body_too_large", f"the body is over {self.settings.max_body_size} bytes"
+            )
+        if req.has_body:
+            self.timer, self.deadline = BODY, self.loop.time() + self.settings.body_timeout
+        else:
+            self.timer = NONE
+        if self.current is None:
+            self._dispatch(req)
+        else:
+            self.queue.append(req)  # pipelined: answered after the ones before it
+            self._pause_reading()
+
+    def on_body(self, data: bytes) -> None:
+        req = self.parsing
+        assert req is not None
+        self.deadline = self.loop.time() + self.settings.body_timeout
+        if req.feed(data) > self.settings.max_body_size:
+            raise ClientError(
+                413, "body_too_large", f"the body is over {self.settings.max_body_size} bytes"
+            )
+        if req.buffered > self.high_water:
+            self._pause_reading()
+
+    def on_message_complete(self) -> None:
+        req = self.parsing
+        assert req is not None
+        self.parsing = None
+        self.timer = NONE
+        req.finish()
+
+    # -- requests and answers ---------------------------------------------------------------
+
+    def _dispatch(self, req: Request) -> None:
+        self.current = req
+        self.loop.create_task(self._serve(req))
+
+    async def _serve(self, req: Request) -> None:
+        try:
+            await self.server.handler(req)
+        except ClientGone:
+            pass
+        except ClientError as exc:
+            self.answer_error(req, exc)
+        except Exception:
+            log.exception("request %s failed", req.request_id)
+            self.answer_error(req, ClientError(500, "internal_error", "the gateway failed"))
+        self._done(req)
+
+    def _done(self, req: Request) -> None:
+        self.current = None
+        if self.lost:
+            return
+        if not (req.complete and req.keep_alive and req.reusable) or self.server.closing:
+            self.close()
+            return
+        if self.queue:
+            self._dispatch(self.queue.popleft())
+            return
+        self.resume_reading()
+        if self.parsing is None:
+            self.timer, self.deadline = IDLE, self.loop.time() + self.settings.keepalive_timeout
+
+    def _refuse(self, exc: ClientError) -> None:
+        """A request that cannot be parsed or is over a limit: answer it and close."""
+        req = self.parsing or self.current
+        self.timer = NONE
+        self.parser = httptools.HttpRequestParser(self)  # never fed again: the connection ends
+        if req is not None and req is self.current and req.dispatched and req.answered:
+            self.abort(str(exc))
+            return
+        if req is not None:
+            req.reusable = False
+            req.fail(exc)  # a handler waiting for the body answers this itself
+            if req is self.current:
+                return
+        self.answer_error(req, exc)
+        self.close()
+
+    def answer_error(self, req: Request | None, exc: ClientError) -> None:
+        """Send a JSON error unless an answer has started (then the connection is cut)."""
+        if req is not None and req.answered:
+            self.abort(str(exc))
+            return
+        rid = req.request_id if req is not None else "-"
+        body = error_body(exc.status, exc.code, exc.detail, rid)
+        if req is not None:
+            req.answered = True
+            req.reusable = req.reusable and req.complete
+        close = req is None or not req.reusable or not req.keep_alive
+        lines = [b"Content-Type: application/json", b"X-Request-ID: " + rid.encode()]
+        self.write(
+            response_head(status_line(exc.status), lines, len(body), not close, False) + body
+        )
+
+    def on_deadline(self) -> None:
+        """A deadline passed: answer 408 where a request had begun, else just close."""
+        timer, self.timer = self.timer, NONE
+        req = self.parsing
+        if timer == BODY and req is not None and req is self.current:
+            req.fail(ClientError(408, "request_timeout", "the request body stopped arriving"))
+            req.reusable = False
+        elif timer == HEADERS and req is not None:
+            self._refuse(
+                ClientError(408, "request_timeout", "the request headers did not arrive in time")
+            )
+        else:
+            self.close()
+
+    def write(self, data: bytes) -> None:
+        """Write to the client unless it is gone."""
+        if not self.lost and self.transport is not None:
+            self.transport.write(data)
+
+    async def drain(self) -> None:
+        """Wait while the client's socket buffer is full."""
+        if self.lost:
+            raise ClientGone("the client closed the connection")
+        if self.write_paused:
+            self._drain = self.loop.create_future()
+            await self._drain
+
+    def _pause_reading(self) -> None:
+        if not self.read_paused and self.transport is not None:
+            self.read_paused = True
+            self.transport.pause_reading()
+
+    def resume_reading(self) -> None:
+        """Read from the client again (called as a handler consumes the body)."""
+        if self.read_paused and self.transport is not None and not self.queue:
+            self.read_paused = False
+            self.transport.resume_reading()
+
+    def close(self) -> None:
+        """Close after what was written is flushed."""
+        if self.transport is not None:
+            self.transport.close()
+
+    def abort(self, why: str) -> None:
+        """Cut the connection at once (an answer had started, or a client misbehaved)."""
+        log.debug("closing a connection from %s: %s", self.peer, why)
+        if self.transport is not None:
+            self.transport.abort()
+
+
+def _reason(exc: BaseException) -> str:
+    text = str(exc.args[0] if exc.args else exc)
+    return text.split(":")[0][:80] if text else type(exc).__name__
+
+
+def response_head(
+    status_line: bytes, lines: list[bytes], length: int | None, keep_alive: bool, chunked: bool
+) -> bytes:
+    """The head of an answer: status, headers, framing, and ``Connection: close`` if needed."""
+    parts = [b"HTTP/1.1 " + status_line, *lines]
+    if chunked:
+        parts.append(b"Transfer-Encoding: chunked")
+    elif length is not None:
+        parts.append(b"Content-Length: %d" % length)
+    if not keep_alive:
+        parts.append(b"Connection: close")
+    return b"\r\n".join(parts) + b"\r\n\r\n"

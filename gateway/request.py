@@ -1,0 +1,185 @@
+"""One client request as the front end parsed it, with its body as it arrives.
+
+The front end (:mod:`gateway.front`) fills it from llhttp's callbacks; the proxy reads the body
+either whole (small bodies, which may then be retried) or as a stream, and writes the answer
+through the connection. Client-side faults are their own exception types, so they are never
+blamed on an upstream.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import re
+from collections.abc import AsyncIterator
+from typing import TYPE_CHECKING
+
+from gateway.headers import RequestHeaders, classify
+
+if TYPE_CHECKING:
+    from gateway.front import ClientConnection
+
+_REQUEST_ID = re.compile(rb"^[A-Za-z0-9._:-]{1,128}$")
+
+
+class ClientError(Exception):
+    """A request the gateway refuses, with the status and error code to answer."""
+
+    def __init__(self, status: int, code: str, detail: str) -> None:
+        super().__init__(detail)
+        self.status, self.code, self.detail = status, code, detail
+
+
+class ClientGone(Exception):
+    """The client closed its connection (a client abort, nginx's 499)."""
+
+
+class Request:
+    """Method, target, headers and body of one request, and whether it was answered."""
+
+    __slots__ = (
+        "_body",
+        "_error",
+        "_waiter",
+        "answered",
+        "buffered",
+        "complete",
+        "conn",
+        "content_length",
+        "dispatched",
+        "has_body",
+        "headers",
+        "keep_alive",
+        "label",
+        "method",
+        "raw_headers",
+        "received",
+        "request_id",
+        "reusable",
+        "started",
+        "status",
+        "target",
+        "version",
+    )
+
+    def __init__(self, conn: ClientConnection) -> None:
+        self.conn = conn
+        self.started = conn.loop.time()
+        self.target = b""
+        self.raw_headers: list[tuple[bytes, bytes]] = []
+        self.method = b"GET"
+        self.version = "1.1"
+        self.headers: RequestHeaders | None = None
+        self.request_id = "-"
+        self.keep_alive = True
+        self.content_length: int | None = None
+        self.has_body = False
+        self.complete = False
+        self.dispatched = False
+        self.answered = False
+        self.status = 0  # of the answer, for metrics
+        self.label = "-"  # the routed service, for metrics
+        self.reusable = True  # False once the connection cannot carry another request
+        self.buffered = self.received = 0
+        self._body: list[bytes] = []
+        self._waiter: asyncio.Future[None] | None = None
+        self._error: BaseException | None = None
+
+    def headers_complete(self, method: bytes, version: str, keep_alive: bool) -> None:
+        """Validate what llhttp cannot judge alone; raise ClientError for a refusal."""
+        self.method, self.version, self.keep_alive = method, version, keep_alive
+        headers = self.headers = classify(self.raw_headers)
+        rid = headers.request_id
+        self.request_id = rid.decode() if rid and _REQUEST_ID.match(rid) else os.urandom(16).hex()
+        if version not in ("1.1", "1.0"):
+            raise ClientError(505, "http_version_not_supported", "only HTTP/1.0 and 1.1 are served")
+        if version == "1.1" and headers.host_count != 1:
+            raise ClientError(
+                400, "bad_request", "an HTTP/1.1 request needs exactly one Host header"
+            )
+        if headers.chunked and version == "1.0":
+            raise ClientError(400, "bad_request", "Transfer-Encoding is not allowed in HTTP/1.0")
+        if not self.target.startswith(b"/"):
+            raise ClientError(400, "bad_request", "the request target must be a path")
+        if method in (b"TRACE", b"CONNECT"):
+            raise ClientError(405, "method_not_allowed", f"{method.decode()} is not allowed")
+        self.content_length = headers.content_length
+        self.has_body = headers.chunked or bool(headers.content_length)
+        if not self.has_body:
+            self.complete = True
+
+    # -- filled by the front end ------------------------------------------------------------
+
+    def feed(self, data: bytes) -> int:
+        """Add body bytes; return how many arrived in all."""
+        self._body.append(data)
+        self.buffered += len(data)
+        self.received += len(data)
+        self._wake()
+        return self.received
+
+    def finish(self) -> None:
+        """The body ended."""
+        self.complete = True
+        self._wake()
+
+    def fail(self, error: BaseException) -> None:
+        """The body will not be completed (client gone, too slow, too large)."""
+        if not self.complete:
+            self._error = error
+            self._wake()
+
+    def _wake(self) -> None:
+        waiter = self._waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    async def _wait(self) -> None:
+        if self._error is not None:
+            raise self._error
+        self._waiter = self.conn.loop.create_future()
+        try:
+            await self._waiter
+        finally:
+            self._waiter = None
+        if self._error is not None:
+            raise self._error
+
+    # -- read by the proxy ------------------------------------------------------------------
+
+    def _start_body(self) -> None:
+        headers = self.headers
+        if headers is not None and headers.expect_continue and not self.answered:
+            headers.expect_continue = False
+            self.conn.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+
+    async def read_body(self, limit: int) -> bytes | None:
+        """The whole body if it is at most *limit* bytes, else None: then use :meth:`chunks`."""
+        if self.complete and self._error is None:
+            return self._take()
+        self._start_body()
+        if self.content_length is not None and self.content_length > limit:
+            return None
+        while not self.complete:
+            if self.buffered > limit:
+                return None
+            await self._wait()
+        return self._take() if self.buffered <= limit else None
+
+    def _take(self) -> bytes:
+        data = self._body[0] if len(self._body) == 1 else b"".join(self._body)
+        self._body.clear()
+        self.buffered = 0
+        self.conn.resume_reading()
+        return data
+
+    async def chunks(self) -> AsyncIterator[bytes]:
+        """The body as it arrives; raises ClientGone or ClientError if it never ends."""
+        self._start_body()
+        while True:
+            if self._body:
+                yield self._take()
+            elif self.complete:
+                return
+            else:
+                await self._wait()
