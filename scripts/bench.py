@@ -53,6 +53,7 @@ from scripts.benchlib import (
     TICK_SECONDS,
     Row,
     SlowResult,
+    idle_line,
     parse_wrk,
     ratio,
     summary,
@@ -116,7 +117,7 @@ def run_wrk(name: str, target: Target, seconds: int) -> Row:
     if result.requests == 0:
         print(f"warning: {name}: wrk completed no request:\n{output}", file=sys.stderr)
     cpu_us = ratio(ticks_spent(before, after) * TICK_SECONDS * 1e6, result.requests)
-    return Row(name, result, cpu_us, peak_kib / 1024)
+    return Row(name, result, cpu_us, peak_kib / 1024 if peak_kib else None)
 
 
 def measure(name: str, target: Target, seconds: int, warmup: int) -> Row:
@@ -185,6 +186,7 @@ def main() -> None:
         slow_results = {
             name: slow_row(name, started.targets[name], slow) for name in ("nginx", "gateway")
         }
+        died = started.exited()  # read before the stack stops everything
 
     by_name = {row.name: row for row in rows}
     nginx, gateway = by_name["nginx"], by_name["gateway"]
@@ -200,20 +202,16 @@ def main() -> None:
         "wrk run, per completed request; for direct, the backends' CPU. "
         "RSS MiB: their summed VmRSS, peak during the run."
     )
+    for message in died:
+        print(f"warning: {message.splitlines()[0]}")
+        print(message, file=sys.stderr)
     for row in [*rows, idle_result]:
         if row.result.errors:
             print(f"warning: {row.name} had {row.result.errors} non-2xx responses or socket errors")
     print()
     print(table([*rows, idle_result], nginx.result.rps))
     print()
-    idle_ratio = ratio(idle_result.result.rps, gateway.result.rps)
-    print(
-        f"idle: {opened:,} of {idle:,} keep-alive connections opened to the gateway (one 2xx "
-        f"each), {still_open:,} still open after the run; gateway req/s with them "
-        f"{idle_result.result.rps:,.0f} vs {gateway.result.rps:,.0f} without "
-        f"({'n/a' if idle_ratio is None else f'{idle_ratio:.2f}'}), "
-        f"RSS {idle_result.rss_mib or 0:,.0f} MiB vs {gateway.rss_mib or 0:,.0f} MiB"
-    )
+    print(idle_line(opened, idle, still_open, with_idle=idle_result, without=gateway))
     print()
     print(
         f"slow clients: {slow:,} connections per proxy, each a request line then one header "

@@ -151,9 +151,10 @@ def _num(value: float | None, spec: str) -> str:
 
 def ratio(numerator: float | None, denominator: float | None) -> float | None:
     """numerator / denominator, or None when either is unknown or the denominator is 0."""
-    if numerator is None or denominator is None or not denominator or math.isnan(denominator):
+    if numerator is None or denominator is None or not denominator:
         return None
-    return numerator / denominator
+    value = numerator / denominator
+    return None if math.isnan(value) else value
 
 
 def table(rows: Iterable[Row], base_rps: float) -> str:
@@ -170,6 +171,17 @@ def table(rows: Iterable[Row], base_rps: float) -> str:
             f"| {_num(row.rss_mib, ',.0f')} |"
         )
     return "\n".join(out)
+
+
+def idle_line(opened: int, tried: int, still_open: int, with_idle: Row, without: Row) -> str:
+    """The idle row in words: connections held, req/s and RSS against the row without them."""
+    return (
+        f"idle: {opened:,} of {tried:,} keep-alive connections opened to the gateway (one 2xx "
+        f"each), {still_open:,} still open after the run; gateway req/s with them "
+        f"{with_idle.result.rps:,.0f} vs {without.result.rps:,.0f} without "
+        f"({_num(ratio(with_idle.result.rps, without.result.rps), '.2f')}), "
+        f"RSS {_num(with_idle.rss_mib, ',.0f')} MiB vs {_num(without.rss_mib, ',.0f')} MiB"
+    )
 
 
 def summary(

@@ -97,6 +97,16 @@ class Stack:
 
     targets: dict[str, Target]
     gateway_knobs: str
+    logs: dict[str, tuple[subprocess.Popen[bytes], Path]]  # the proxies, to tell if one died
+
+    def exited(self) -> list[str]:
+        """A line, with the log's tail, for each proxy that is no longer running."""
+        return [
+            f"{name} exited with {popen.returncode} during the bench; its log ends:\n"
+            + log.read_text(errors="replace")[-3000:]
+            for name, (popen, log) in self.logs.items()
+            if popen.poll() is not None
+        ]
 
 
 def start_nginx(
@@ -170,6 +180,8 @@ def start_stack(root: Path, stack: ExitStack, nofile: int) -> Stack:
     env = gateway_env(gateway_port, consul.addr, **gateway_knobs())
     gateway = Process("gateway", "gateway/gunicorn.conf.py", env, gateway_port, root)
     stack.callback(gateway.start().stop)
+    gateway_popen = gateway.popen
+    assert gateway_popen is not None  # start() sets it
 
     nginx_url = f"http://127.0.0.1:{nginx_port}{GATEWAY_PATH}"
 
@@ -187,14 +199,14 @@ def start_stack(root: Path, stack: ExitStack, nofile: int) -> Stack:
     split = root / "split.lua"
     split.write_text(SPLIT_LUA % ", ".join(f'"{p}"' for p in ports))
     backend_pids = tuple(b.popen.pid for b in backends if b.popen)
-    gateway_pid = (gateway.popen.pid,) if gateway.popen else ()
     knobs = {"WEB_CONCURRENCY": "2", **gateway_knobs()}
     del knobs["ACCESS_LOG"]
     return Stack(
         targets={
             "direct": Target(f"http://127.0.0.1:{ports[0]}{DIRECT_PATH}", 0, backend_pids, split),
             "nginx": Target(nginx_url, nginx_port, (nginx.pid,)),
-            "gateway": Target(gateway_url, gateway_port, gateway_pid),
+            "gateway": Target(gateway_url, gateway_port, (gateway_popen.pid,)),
         },
         gateway_knobs=" ".join(f"{k}={v}" for k, v in knobs.items()),
+        logs={"nginx": (nginx, root / "error.log"), "gateway": (gateway_popen, gateway.log_path)},
     )

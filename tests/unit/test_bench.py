@@ -12,6 +12,7 @@ from scripts.benchlib import (
     SlowResult,
     descendants,
     head_status,
+    idle_line,
     parse_stat,
     parse_vmrss_kib,
     parse_wrk,
@@ -114,6 +115,7 @@ def test_head_status_rejects_what_is_not_an_http_status_line() -> None:
         (None, 2.0, None),
         (3.0, None, None),
         (1.0, math.nan, None),
+        (math.nan, 2.0, None),
     ],
 )
 def test_ratio_is_none_when_a_side_is_unknown_or_zero(
@@ -148,3 +150,13 @@ def test_table_shows_cpu_rss_and_throughput_relative_to_nginx() -> None:
         "| direct | 4,000 | 0.50 | 2.00 | 2.00 | n/a | n/a |",
         "| nginx | 2,000 | 1.00 | 3.00 | 1.00 | 62 | 20 |",
     ]
+
+
+def test_idle_line_compares_req_s_and_rss_with_the_row_without_idle_connections() -> None:
+    without = Row("gateway", Result(2000.0, 1.0, 3.0, 0, 20000), cpu_us=100.0, rss_mib=60.0)
+    with_idle = Row("gateway + 5,000 idle", Result(1900.0, 1.1, 3.5, 0, 19000), rss_mib=75.4)
+    assert idle_line(5000, 5000, 4999, with_idle, without) == (
+        "idle: 5,000 of 5,000 keep-alive connections opened to the gateway (one 2xx each), "
+        "4,999 still open after the run; gateway req/s with them 1,900 vs 2,000 without (0.95), "
+        "RSS 75 MiB vs 60 MiB"
+    )
