@@ -93,7 +93,7 @@ class ClientConnection(asyncio.Protocol):
         self.current: Request | None = None
         self.queue: deque[Request] = deque()
         self.timer, self.deadline = HEADERS, 0.0
-        self.read_paused = self.write_paused = self.lost = False
+        self.read_paused = self.write_paused = self.lost = self.eof = False
         self.send_deadline = 0.0
         self._drain: asyncio.Future[None] | None = None
         self._header_bytes = 0
@@ -140,6 +140,19 @@ class ClientConnection(asyncio.Protocol):
                 )
         except httptools.HttpParserError as exc:
             self._refuse(ClientError(400, "bad_request", f"malformed request: {_reason(exc)}"))
+
+    def eof_received(self) -> bool:
+        """The client half-closed: answer what it sent, refuse a body cut short."""
+        self.eof = True
+        req = self.parsing
+        if req is not None and req.headers is not None and req is self.current:
+            req.reusable = False
+            req.fail(
+                ClientError(400, "bad_request", "the body ended before its declared length", True)
+            )
+            return True  # keep the socket open to send that answer
+        # A whole request, then a half-close: the answer is still owed.
+        return req is None and self.current is not None
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.lost = True
@@ -248,7 +261,11 @@ class ClientConnection(asyncio.Protocol):
         self.current = None
         if self.lost:
             return
-        if not (req.complete and req.keep_alive and req.reusable) or self.server.closing:
+        if (
+            not (req.complete and req.keep_alive and req.reusable)
+            or self.eof
+            or self.server.closing
+        ):
             self.close()
             return
         if self.queue:
@@ -295,7 +312,7 @@ class ClientConnection(asyncio.Protocol):
         timer, self.timer = self.timer, NONE
         req = self.parsing
         if timer == BODY and req is not None and req is self.current:
-            req.fail(ClientError(408, "request_timeout", "the request body stopped arriving"))
+            req.fail(ClientError(408, "request_timeout", "the request body stopped arriving", True))
             req.reusable = False
         elif timer == HEADERS and req is not None:
             self._refuse(

@@ -84,7 +84,7 @@ class Proxy:
             req.status = 499  # nginx's code for a client that closed first
             raise
         except ClientError as exc:
-            if exc.status == 408:
+            if exc.aborted:
                 metrics.CLIENT_ABORTS.labels(req.label).inc()
             req.status = exc.status
             raise

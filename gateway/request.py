@@ -23,11 +23,15 @@ _REQUEST_ID = re.compile(rb"^[A-Za-z0-9._:-]{1,128}$")
 
 
 class ClientError(Exception):
-    """A request the gateway refuses, with the status and error code to answer."""
+    """A request the gateway refuses, with the status and error code to answer.
 
-    def __init__(self, status: int, code: str, detail: str) -> None:
+    *aborted* marks a client that gave up mid-request (a body cut short or stalled), which is
+    counted as a client abort.
+    """
+
+    def __init__(self, status: int, code: str, detail: str, aborted: bool = False) -> None:
         super().__init__(detail)
-        self.status, self.code, self.detail = status, code, detail
+        self.status, self.code, self.detail, self.aborted = status, code, detail, aborted
 
 
 class ClientGone(Exception):
