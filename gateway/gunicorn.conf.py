@@ -48,4 +48,4 @@ worker_class = "gateway.worker.EventLoopWorker"
 control_socket_disable = True
 graceful_timeout = 10
 errorlog = "-"
-accesslog = "-" if os.environ.get("ACCESS_LOG", "").lower() in {"1", "true"} else None
+# ACCESS_LOG is the gateway's own setting (gateway/settings.py): the worker logs each request.

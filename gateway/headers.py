@@ -84,7 +84,7 @@ def classify(raw: list[tuple[bytes, bytes]]) -> RequestHeaders:
             h.content_length = int(value)
         elif lower == b"transfer-encoding":
             h.chunked = True  # llhttp accepts no coding but a final "chunked"
-        elif lower == b"connection":
+        elif lower == b"connection" and value.lower() not in _CONNECTION_OPTIONS:
             named |= connection_tokens(value) - _CONNECTION_OPTIONS
         elif lower == b"expect":
             h.expect_continue = value.lower() == b"100-continue"
@@ -142,7 +142,8 @@ def response_lines(raw: list[tuple[bytes, bytes]]) -> list[bytes]:
     for name, value in raw:
         lower = name.lower()
         if lower == b"connection":
-            named |= connection_tokens(value)
+            if value.lower() not in _CONNECTION_OPTIONS:
+                named |= connection_tokens(value)
         elif lower not in _RESPONSE_DROPPED:
             lines.append(name + b": " + value)
     if named - _CONNECTION_OPTIONS:

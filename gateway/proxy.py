@@ -38,6 +38,7 @@ from gateway.upstream import (
 )
 
 log = logging.getLogger(__name__)
+access_log = logging.getLogger("gateway.access")
 SMALL_ANSWER = 64 * 1024  # answers up to this size are relayed in one write
 _IDEMPOTENT = frozenset(m.encode() for m in IDEMPOTENT_METHODS)
 _JSON = b"Content-Type: application/json"
@@ -89,7 +90,14 @@ class Proxy:
             req.status = exc.status
             raise
         finally:
-            metrics.observe(req.label, req.status, req.conn.loop.time() - req.started)
+            seconds = req.conn.loop.time() - req.started
+            metrics.observe(req.label, req.status, seconds)
+            if self.settings.access_log:
+                access_log.info(
+                    '%s "%s %s HTTP/%s" %d %s %.1fms',
+                    req.conn.peer, req.method.decode("latin-1"), req.target.decode("latin-1"),
+                    req.version, req.status, req.request_id, seconds * 1000,
+                )  # fmt: skip
 
     async def _handle(self, req: Request) -> None:
         target = req.target

@@ -37,6 +37,7 @@ class GatewaySettings:
     max_connections: int = 10_000
     buffer_body: int = 1024 * 1024
     max_body_size: int = 64 * 1024 * 1024
+    access_log: bool = False
     snapshot_file: Path | None = None
     ejection: EjectionPolicy = field(default_factory=EjectionPolicy)
     consul: ConsulSettings = field(default_factory=ConsulSettings)
@@ -68,6 +69,7 @@ class GatewaySettings:
             max_connections=env.get_int(e, "GATEWAY_MAX_CONNECTIONS", 10_000, 1, 1_000_000),
             buffer_body=env.get_int(e, "GATEWAY_BUFFER_BODY", 1024 * 1024, 0, 1 << 30),
             max_body_size=env.get_int(e, "GATEWAY_MAX_BODY_SIZE", 64 * 1024 * 1024, 0, 1 << 40),
+            access_log=env.get_bool(e, "ACCESS_LOG", False),
             snapshot_file=Path(snapshot) if snapshot else None,
             ejection=EjectionPolicy(
                 consecutive_failures=env.get_int(e, "GATEWAY_EJECT_AFTER", 3, 1, 1000),

@@ -300,7 +300,7 @@ class UpstreamConnection(asyncio.Protocol):
         answer = self.answer = Answer(self)
         self.head_request = head_request
         if isinstance(body, bytes):
-            answer.timer = self.loop.call_later(timeout, self.expire, _timeout(timeout))
+            answer.timer = self.loop.call_later(timeout, self.time_out, timeout)
             # One write for head and body: one syscall, and no Nagle delay between them.
             self.transport.write(head + body)
         else:
@@ -316,7 +316,7 @@ class UpstreamConnection(asyncio.Protocol):
                     self.transport.write(b"0\r\n\r\n")
                 self.reusable = True
             if not answer.done and answer.error is None:
-                answer.timer = self.loop.call_later(timeout, self.expire, _timeout(timeout))
+                answer.timer = self.loop.call_later(timeout, self.time_out, timeout)
         await answer.head
         return answer
 
@@ -329,8 +329,12 @@ class UpstreamConnection(asyncio.Protocol):
             try:
                 await asyncio.wait_for(self._drain, timeout)
             except TimeoutError:
-                self.expire(_timeout(timeout))
+                self.time_out(timeout)
                 raise UpstreamTimeout(f"the instance read nothing for {timeout:g}s") from None
+
+    def time_out(self, seconds: float) -> None:
+        """The attempt's timer fired."""
+        self.expire(UpstreamTimeout(f"no answer within {seconds:g}s"))
 
     def expire(self, error: UpstreamTimeout) -> None:
         """The attempt ran out of time: fail the answer and drop the connection."""
@@ -352,10 +356,6 @@ class UpstreamConnection(asyncio.Protocol):
         self.reusable = False
         if self.transport is not None:
             self.transport.close()
-
-
-def _timeout(seconds: float) -> UpstreamTimeout:
-    return UpstreamTimeout(f"no answer within {seconds:g}s")
 
 
 class Pool:
