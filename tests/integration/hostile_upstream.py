@@ -24,10 +24,12 @@ import requests
 __all__ = [
     "HostileUpstream",
     "Received",
+    "Script",
     "close_on_reused",
     "early_hints",
     "plain",
     "surplus_after_body",
+    "surplus_while_idle",
     "trickled_status",
     "two_lengths",
     "with_cl_and_te",
@@ -102,8 +104,16 @@ def early_hints(handler: _Handler, received: Received) -> None:
 
 def surplus_after_body(handler: _Handler, received: Received) -> None:
     """A correct answer followed, in the same write, by a second, unrequested one."""
-    poison = _ok(b"surplus-poison")
-    handler.wfile.write(_ok(_answer(received)) + poison)
+    handler.wfile.write(_ok(_answer(received)) + _ok(b"surplus-poison"))
+
+
+def surplus_while_idle(handler: _Handler, received: Received) -> None:
+    """A correct answer, then an unrequested one a moment later, once the connection idles."""
+    handler.wfile.write(_ok(_answer(received)))
+    upstream = handler.server.upstream
+    if not upstream.stopping.wait(0.2):  # pacing: by then the gateway has read the answer
+        handler.wfile.write(_ok(b"surplus-poison"))
+        upstream.mark("surplus sent")
 
 
 def with_cl_and_te(handler: _Handler, received: Received) -> None:
@@ -128,16 +138,17 @@ def two_lengths(handler: _Handler, received: Received) -> None:
 
 def trickled_status(handler: _Handler, received: Received) -> None:
     """The status line one byte a second (about 40 s), then the rest of the answer."""
-    for byte in b"HTTP/1.1 200 OK but one byte a second\r\n":
-        if handler.server.upstream.stopping.wait(1.0):  # pacing, and a prompt stop
-            break
-        try:
-            handler.wfile.write(bytes([byte]))
-        except OSError:  # the gateway gave up: what it should do
-            handler.close_connection = True
-            return
     body = _answer(received)
-    handler.wfile.write(b"Content-Length: %d\r\n\r\n%s" % (len(body), body))
+    rest = b"Content-Length: %d\r\n\r\n%s" % (len(body), body)
+    handler.close_connection = True
+    try:
+        for byte in b"HTTP/1.1 200 OK but one byte a second\r\n":
+            if handler.server.upstream.stopping.wait(1.0):  # pacing, and a prompt stop
+                return
+            handler.wfile.write(bytes([byte]))
+        handler.wfile.write(rest)
+    except OSError:  # the gateway gave up on it, as it should
+        return
 
 
 def close_on_reused(handler: _Handler, received: Received) -> None:
@@ -155,6 +166,7 @@ class HostileUpstream:
         self.script = script
         self.stopping = threading.Event()
         self.received: list[Received] = []
+        self.marks: list[str] = []  # what scripts report doing, for tests to wait on
         self.connections: set[socket.socket] = set()
         self._lock = threading.Lock()
         self._server = _Server(("127.0.0.1", 0), _Handler)
@@ -170,6 +182,15 @@ class HostileUpstream:
     def record(self, received: Received) -> None:
         with self._lock:
             self.received.append(received)
+
+    def mark(self, what: str) -> None:
+        with self._lock:
+            self.marks.append(what)
+
+    def marked(self, what: str) -> int:
+        """How many times a script reported *what*."""
+        with self._lock:
+            return self.marks.count(what)
 
     def count(self, method: str, path: str) -> int:
         """How many times *method* *path* arrived."""
