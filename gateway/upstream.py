@@ -267,8 +267,9 @@ class UpstreamConnection(asyncio.Protocol):
         if status in (204, 304):
             answer.length = 0
         if self.head_request:
-            # llhttp does not know the request was HEAD and would wait for a body.
-            answer.length, self.reusable = 0, False
+            # llhttp does not know the request was HEAD and would wait for a body; the
+            # length stays, as the client's answer to HEAD carries it.
+            self.reusable = False
             answer.finish()
         answer.head.set_result(None)
 
