@@ -103,10 +103,10 @@ class Request:
             )
         if headers.chunked and version == "1.0":
             raise ClientError(400, "bad_request", "Transfer-Encoding is not allowed in HTTP/1.0")
-        if not self.target.startswith(b"/"):
-            raise ClientError(400, "bad_request", "the request target must be a path")
         if method in (b"TRACE", b"CONNECT"):
             raise ClientError(405, "method_not_allowed", f"{method.decode()} is not allowed")
+        if not self.target.startswith(b"/"):
+            raise ClientError(400, "bad_request", "the request target must be a path")
         self.content_length = headers.content_length
         self.has_body = headers.chunked or bool(headers.content_length)
         if not self.has_body:
