@@ -1,12 +1,13 @@
 """Keeps an in-memory snapshot of every service's instances, fed by Consul blocking queries.
 
-One thread watches ``/v1/catalog/services`` to learn which services exist; one thread per
-service watches ``/v1/health/service/<name>``. Each returns as soon as Consul's index moves, so
-a change reaches the snapshot within one round trip, with no polling interval. Index handling
-follows Consul's "Blocking Queries" implementation notes
-(https://developer.hashicorp.com/consul/api-docs/features/blocking#implementation-details):
-reset to 0 when the index goes backwards, never go below 1, back off with jitter on errors.
-A read error never empties a service: readers keep the last-known-good snapshot.
+Watching every service (the gateway) costs two blocking queries per process, whatever the
+number of services: ``/v1/catalog/services`` and ``/v1/health/state/any``. A service is read
+again, without blocking, only when its checks or its listing moved (see
+:mod:`discovery.catalog_sync`). Watching a fixed list of services (``ServiceClient``, a few
+dependencies of one service) keeps one ``/v1/health/service/<name>`` blocking query per name,
+which sends far less than the whole datacenter's checks. Either way a change reaches the
+snapshot within a round trip or two, with no polling interval, and a read error never empties
+a service: readers keep the last-known-good snapshot.
 """
 
 from __future__ import annotations
@@ -18,30 +19,23 @@ from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 
 from discovery import snapshot_file
-from discovery.backoff import Backoff
+from discovery.blocking import Hooks, follow, next_index
+from discovery.catalog_diff import IGNORED_SERVICES
+from discovery.catalog_sync import CatalogSync, SyncHooks
 from discovery.consul_client import make_client
 from discovery.durations import format_duration
 from discovery.model import Instance, Service
-from discovery.registration import CONSUL_ERRORS
 from discovery.settings import ConsulSettings
 
 log = logging.getLogger(__name__)
 
 Listener = Callable[[Mapping[str, Service]], None]
-# Consul registers itself as a service on server agents; it is never an upstream.
-IGNORED_SERVICES = frozenset({"consul"})
+__all__ = ["IGNORED_SERVICES", "CatalogWatcher", "Listener", "next_index"]
 
 
 def _never_checked(instance: Instance) -> bool:
     """True if every failing check of *instance* is still waiting for its first run."""
     return all(c.status == "passing" or not c.output for c in instance.checks)
-
-
-def next_index(previous: int, returned: int) -> int:
-    """The index for the next blocking call, per Consul's index-reset rules."""
-    if returned < previous:
-        return 0
-    return max(returned, 1)
 
 
 class CatalogWatcher:
@@ -76,6 +70,8 @@ class CatalogWatcher:
         self._stop = threading.Event()
         self._ready = threading.Event()
         self._watches: dict[str, threading.Event] = {}
+        self._hooks = Hooks(self._on_success, self._on_error, self._start_resync)
+        self._sync: CatalogSync | None = None
 
     def add_listener(self, listener: Listener) -> None:
         """Call *listener* with the new snapshot after every change."""
@@ -90,16 +86,21 @@ class CatalogWatcher:
                 self._publish(loaded)
         with self._lock:
             if self.fixed is None:
-                self._spawn("catalog", self._watch_catalog)
+                hooks = SyncHooks(self._hooks, self._apply, self._hold_until, self._wait_param)
+                self._sync = CatalogSync(self.consul, hooks)
+                self._sync.start()
             else:
                 for name in self.fixed:
                     self._start_service_watch(name)
 
     def stop(self) -> None:
         """Ask every watch thread to end; they are daemons, so none blocks process exit."""
-        self._stop.set()
-        for event in self._watches.values():
-            event.set()
+        with self._lock:
+            self._stop.set()
+            for event in self._watches.values():
+                event.set()
+            if self._sync is not None:
+                self._sync.stop()
 
     def wait_ready(self, timeout: float) -> bool:
         """Block until every known service has been read from Consul once."""
@@ -128,60 +129,60 @@ class CatalogWatcher:
             "services": len(self.services),
         }
 
-    # -- threads ---------------------------------------------------------------------------
-
-    def _spawn(self, name: str, target: Callable[[], None]) -> None:
-        threading.Thread(target=target, name=f"watch-{name}", daemon=True).start()
+    # -- a fixed list of services: one blocking query each --------------------------------
 
     def _start_service_watch(self, name: str) -> None:
         stop = threading.Event()
         self._watches[name] = stop
-        self._spawn(name, lambda: self._watch_service(name, stop))
-
-    def _watch_catalog(self) -> None:
-        client = make_client(self.consul)
-        self._blocking_loop(
-            self._stop,
-            lambda index: client.catalog.services(index=index, wait=self._wait_param()),
-            self._on_catalog,
-        )
+        threading.Thread(
+            target=self._watch_service, args=(name, stop), name=f"watch-{name}", daemon=True
+        ).start()
 
     def _watch_service(self, name: str, stop: threading.Event) -> None:
         client = make_client(self.consul)
-        self._blocking_loop(
+        follow(
             stop,
             lambda index: client.health.service(name, index=index, wait=self._wait_param()),
-            lambda entries: self._on_service(name, entries, stop),
+            lambda _, entries: self._on_service(name, entries, stop),
+            self._hooks,
         )
 
-    def _blocking_loop(
-        self,
-        stop: threading.Event,
-        query: Callable[[int], tuple[str | int, object]],
-        handle: Callable[[object], bool],
-    ) -> None:
-        # A short cap: after an outage the watcher is back within ~2 s of Consul.
-        index, seen, backoff, held = 0, 0, Backoff(base=0.05, cap=2.0), False
-        while not stop.is_set() and not self._stop.is_set():
-            try:
-                raw_index, result = query(index)
-            except CONSUL_ERRORS as exc:
-                self._on_error(exc)
-                # Ask without blocking next time: an agent that restarted has a lower index
-                # and would hold a query for the old one until its wait ran out.
-                index = 0
-                stop.wait(backoff.next_delay())
-                continue
-            backoff.reset()
-            returned = int(raw_index or 0)
-            if returned < seen:
-                self._start_resync()
-            if returned != index or index == 0 or held:
-                held = handle(result)
-            index = seen = next_index(index, returned)
-            self._on_success(index)
+    def _on_service(self, name: str, entries: object, stop: threading.Event) -> bool:
+        instances = (
+            [Instance.from_health_entry(e) for e in entries] if isinstance(entries, list) else []
+        )
+        with self._lock:
+            if stop.is_set():
+                return False
+            held = self._hold_during_resync(name, instances)
+            self._synced.add(name)
+            self._publish({**self.services, name: Service.of(name, instances)})
+            self._ready_when_synced(set(self._watches))
+        return held
 
-    # -- state changes ---------------------------------------------------------------------
+    # -- every service: two blocking queries in all (discovery.catalog_sync) ----------------
+
+    def _apply(self, read: Mapping[str, list[Instance]], names: set[str]) -> None:
+        """Publish services just read; drop those Consul no longer lists (unless held)."""
+        with self._lock:
+            if self._stop.is_set():
+                return
+            keep = names | set(self.services) if time.monotonic() < self.resync_until else names
+            services = {k: v for k, v in self.services.items() if k in keep}
+            for name, instances in read.items():
+                if name in keep:
+                    self._hold_during_resync(name, instances)
+                    services[name] = Service.of(name, instances)
+                    self._synced.add(name)
+            self._synced &= keep
+            if services != self.services:
+                self._publish(services)
+            self._ready_when_synced(keep)
+
+    # -- state changes shared by both modes ------------------------------------------------
+
+    def _hold_until(self) -> float:
+        return self.resync_until
 
     def _wait_param(self) -> str:
         """The blocking wait; while a resync is held, end it when the hold ends."""
@@ -196,36 +197,6 @@ class CatalogWatcher:
                 self.resync_grace,
             )
             self.resync_until = time.monotonic() + self.resync_grace
-
-    def _on_catalog(self, result: object) -> bool:
-        names = set(result) - IGNORED_SERVICES if isinstance(result, dict) else set()
-        held = time.monotonic() < self.resync_until
-        if held:
-            names |= set(self._watches)
-        with self._lock:
-            for name in set(self._watches) - names:
-                self._watches.pop(name).set()
-                self._synced.discard(name)
-            new = names - set(self._watches)
-            for name in sorted(new):
-                self._start_service_watch(name)
-            if set(self.services) - names:
-                self._publish({k: v for k, v in self.services.items() if k in names})
-            self._ready_when_synced(names)
-        return held
-
-    def _on_service(self, name: str, entries: object, stop: threading.Event) -> bool:
-        instances = (
-            [Instance.from_health_entry(e) for e in entries] if isinstance(entries, list) else []
-        )
-        with self._lock:
-            if stop.is_set():
-                return False  # the catalog already dropped this service
-            held = self._hold_during_resync(name, instances)
-            self._synced.add(name)
-            self._publish({**self.services, name: Service.of(name, instances)})
-            self._ready_when_synced(set(self._watches))
-        return held
 
     def _hold_during_resync(self, name: str, instances: list[Instance]) -> bool:
         """While a resync is held, keep passing instances Consul has not reported back yet.
