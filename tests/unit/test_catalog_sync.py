@@ -66,7 +66,7 @@ class FakeConsul:
     def _services(self, index: int | None = None, wait: str = "") -> tuple[int, Any]:
         with self.changed:
             self._block("services", index)
-            listing = {name: [] for name, _ in self.instances.values()}
+            listing: dict[str, list[str]] = {name: [] for name, _ in self.instances.values()}
             return self.tables["services"], listing
 
     def _state(self, state: str, index: int | None = None, wait: str = "") -> tuple[int, Any]:
