@@ -21,7 +21,8 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+
+from discovery.fingerprints import CheckRow, Fingerprints, moved
 
 # Consul registers itself as a service on server agents; it is never an upstream.
 IGNORED_SERVICES = frozenset({"consul"})
@@ -29,30 +30,6 @@ IGNORED_SERVICES = frozenset({"consul"})
 EXPLAIN_WAIT = 1.0
 # Evidence kept at most (indexes of check writes not yet covered by the services index).
 MAX_EVIDENCE = 4096
-
-
-@dataclass(frozen=True, slots=True)
-class CheckRow:
-    """The fields of one ``/v1/health/state/any`` element that decide a re-read."""
-
-    node: str
-    check_id: str
-    service_id: str
-    service_name: str
-    status: str
-    modify_index: int
-
-    @classmethod
-    def from_json(cls, data: Mapping[str, Any]) -> CheckRow:
-        """Build from one element of ``GET /v1/health/state/any``."""
-        return cls(
-            node=str(data.get("Node") or ""),
-            check_id=str(data.get("CheckID") or ""),
-            service_id=str(data.get("ServiceID") or ""),
-            service_name=str(data.get("ServiceName") or ""),
-            status=str(data.get("Status") or ""),
-            modify_index=int(data.get("ModifyIndex") or 0),
-        )
 
 
 @dataclass
@@ -77,11 +54,8 @@ class CatalogDiff:
         self.catalog_index = 0
         self.checks_index = 0
         self._checks_seen = False
-        self._own: dict[str, frozenset[tuple[str, str, str, int]]] = {}
-        self._check_nodes: dict[str, frozenset[str]] = {}
-        self._node_checks: dict[str, frozenset[tuple[str, str, int]]] = {}
+        self._seen = Fingerprints()
         self._instance_nodes: dict[str, frozenset[str]] = {}
-        self._check_keys: frozenset[tuple[str, str]] = frozenset()
         self._evidence: set[int] = set()
         self._pending: dict[int, float] = {}  # services index -> when to stop waiting
         self._probed: set[int] = set()
@@ -120,55 +94,29 @@ class CatalogDiff:
             self._pending[index] = now + self.explain_wait
         self._prune(index)
         changes = Changes(dirty)
-        changes.merge(self._explain(now))
+        changes.merge(self._explain())
         return changes
 
-    def on_checks(self, index: int, rows: Iterable[CheckRow], now: float) -> Changes:
+    def on_checks(self, index: int, rows: Iterable[CheckRow]) -> Changes:
         """A ``/v1/health/state/any`` answer."""
-        own: dict[str, set[tuple[str, str, str, int]]] = {}
-        check_nodes: dict[str, set[str]] = {}
-        node_checks: dict[str, set[tuple[str, str, int]]] = {}
-        keys: set[tuple[str, str]] = set()
         if index < self.checks_index:
             self._reset_evidence()
-        for row in rows:
-            self._evidence.add(row.modify_index)
-            keys.add((row.node, row.check_id))
-            if row.service_id:
-                key = (row.service_id, row.check_id, row.status, row.modify_index)
-                own.setdefault(row.service_name, set()).add(key)
-                check_nodes.setdefault(row.service_name, set()).add(row.node)
-            else:
-                node_checks.setdefault(row.node, set()).add(
-                    (row.check_id, row.status, row.modify_index)
-                )
-        new_own = {name: frozenset(keys) for name, keys in own.items()}
-        new_nodes = {node: frozenset(keys) for node, keys in node_checks.items()}
-        changed = {
-            n for n in new_own.keys() | self._own.keys() if new_own.get(n) != self._own.get(n)
-        }
-        moved_nodes = {
-            n
-            for n in new_nodes.keys() | self._node_checks.keys()
-            if new_nodes.get(n) != self._node_checks.get(n)
-        }
-        if self._check_keys - keys:
+        new = Fingerprints.of(rows)
+        floor = min(self._pending, default=self.catalog_index + 1)
+        self._evidence |= {i for i in new.modify_indexes if i >= floor}
+        if self._seen.keys - new.keys:
             # Deleting a service deletes its checks in the same write (deleteServiceTxn), so
             # checks that vanished explain a services index equal to this one.
             self._evidence.add(index)
-        self._check_keys = frozenset(keys)
-        first = not self._checks_seen
-        self._own, self._node_checks, self._checks_seen = new_own, new_nodes, True
-        self._check_nodes = {name: frozenset(nodes) for name, nodes in check_nodes.items()}
-        self.checks_index = index
-        if first:
+        old, self._seen, self.checks_index = self._seen, new, index
+        if not self._checks_seen or self.listing is None:
+            self._checks_seen = True
             return Changes(everything=self.listing is not None)
-        if self.listing is None:
-            return Changes()
-        if moved_nodes:
+        changed = moved(old.own, new.own)
+        if moved_nodes := moved(old.node_checks, new.node_checks):
             changed |= {n for n in self.listing if self.nodes_of(n) & moved_nodes}
         changes = Changes(changed & set(self.listing))
-        changes.merge(self._explain(now))
+        changes.merge(self._explain())
         self._cap_evidence()
         return changes
 
@@ -178,7 +126,7 @@ class CatalogDiff:
 
     def nodes_of(self, name: str) -> frozenset[str]:
         """Every node *name* is known to run on: from its checks and from its last read."""
-        return self._check_nodes.get(name, frozenset()) | self._instance_nodes.get(
+        return self._seen.check_nodes.get(name, frozenset()) | self._instance_nodes.get(
             name, frozenset()
         )
 
@@ -212,7 +160,7 @@ class CatalogDiff:
             return Changes(everything=True)
         return Changes()
 
-    def _explain(self, now: float) -> Changes:
+    def _explain(self) -> Changes:
         for index in list(self._pending):
             if index in self._evidence:
                 del self._pending[index]
@@ -237,3 +185,30 @@ class CatalogDiff:
         self._evidence.clear()
         self._pending.clear()
         self._probed.clear()
+
+
+class WorkList:
+    """Services to read, urgent ones (a fingerprint moved) before those of a full re-read."""
+
+    def __init__(self) -> None:
+        self.urgent: dict[str, None] = {}
+        self.bulk: dict[str, None] = {}
+
+    def __bool__(self) -> bool:
+        return bool(self.urgent or self.bulk)
+
+    def add(self, names: Iterable[str], urgent: bool) -> None:
+        """Queue *names*; an urgent name leaves the bulk queue."""
+        for name in sorted(names):
+            if urgent:
+                self.bulk.pop(name, None)
+                self.urgent[name] = None
+            elif name not in self.urgent:
+                self.bulk[name] = None
+
+    def pop(self) -> tuple[str, bool]:
+        """The next name to read, and whether it was urgent."""
+        source = self.urgent or self.bulk
+        name = next(iter(source))
+        del source[name]
+        return name, source is self.urgent

@@ -21,18 +21,20 @@ from typing import Any
 
 from discovery.backoff import Backoff
 from discovery.blocking import Hooks, follow
-from discovery.catalog_diff import CatalogDiff, Changes, CheckRow
+from discovery.catalog_diff import CatalogDiff, Changes, WorkList
 from discovery.consul_client import make_client
+from discovery.fingerprints import CheckRow
 from discovery.model import Instance
 from discovery.registration import CONSUL_ERRORS
 from discovery.settings import ConsulSettings
 
 log = logging.getLogger(__name__)
 
-# While a long re-read runs, publish what was read at least this often.
+# While a full re-read runs, hand over what was read at least this often.
 PUBLISH_EVERY = 0.05
-# Sleep at most this long without looking at the clock-driven work (hold end, deadlines).
+# Wait at most this long for the watches before looking at the clock-driven work again.
 IDLE_TICK = 1.0
+Event = tuple[str, int, object]  # ("listing" or "checks", index, body)
 
 
 @dataclass(frozen=True)
@@ -44,33 +46,6 @@ class SyncHooks:
     apply: Callable[[Mapping[str, list[Instance]], set[str]], None]
     hold_until: Callable[[], float]
     wait_param: Callable[[], str]
-
-
-class WorkList:
-    """Services to read, urgent ones (a fingerprint moved) before those of a full re-read."""
-
-    def __init__(self) -> None:
-        self.urgent: dict[str, None] = {}
-        self.bulk: dict[str, None] = {}
-
-    def __bool__(self) -> bool:
-        return bool(self.urgent or self.bulk)
-
-    def add(self, names: set[str], urgent: bool) -> None:
-        """Queue *names*; an urgent name leaves the bulk queue."""
-        for name in sorted(names):
-            if urgent:
-                self.bulk.pop(name, None)
-                self.urgent[name] = None
-            elif name not in self.urgent:
-                self.bulk[name] = None
-
-    def pop(self) -> tuple[str, bool]:
-        """The next name to read, and whether it was urgent."""
-        source = self.urgent or self.bulk
-        name = next(iter(source))
-        del source[name]
-        return name, source is self.urgent
 
 
 class CatalogSync:
@@ -86,7 +61,7 @@ class CatalogSync:
         self.hooks = hooks
         self.make = make  # tests pass a fake Consul client here
         self.diff = CatalogDiff()
-        self._events: queue.SimpleQueue[tuple[str, int, object] | None] = queue.SimpleQueue()
+        self._events: queue.SimpleQueue[Event | None] = queue.SimpleQueue()
         self._stop = threading.Event()
 
     def start(self) -> None:
@@ -108,7 +83,7 @@ class CatalogSync:
         follow(
             self._stop,
             lambda index: client.catalog.services(index=index, wait=self.hooks.wait_param()),
-            lambda index, body: self._queue("listing", index, body),
+            lambda index, body: self._queue(("listing", index, body)),
             self.hooks.status,
         )
 
@@ -117,74 +92,24 @@ class CatalogSync:
         follow(
             self._stop,
             lambda index: client.health.state("any", index=index, wait=self.hooks.wait_param()),
-            lambda index, body: self._queue("checks", index, body),
+            lambda index, body: self._queue(("checks", index, body)),
             self.hooks.status,
         )
 
-    def _queue(self, kind: str, index: int, body: object) -> bool:
-        self._events.put((kind, index, body))
+    def _queue(self, event: Event) -> bool:
+        self._events.put(event)
         return False
 
     def _read_loop(self) -> None:
         # Nothing may end this thread but stop(): without it the snapshot would freeze.
         while not self._stop.is_set():
             try:
-                self._read_until_stopped()
+                reader = Reader(self.make(self.consul), self.diff, self.hooks)
+                while not self._stop.is_set():
+                    reader.step(self._take_events(reader.idle_timeout()))
             except Exception:
                 log.exception("the catalog reader failed; starting it again")
                 self._stop.wait(1.0)
-
-    def _read_until_stopped(self) -> None:
-        client = self.make(self.consul)
-        work, read = WorkList(), dict[str, list[Instance]]()
-        applied: set[str] | None = None  # the names the watcher was last given
-        backoff, retry_at, last_publish = Backoff(base=0.05, cap=2.0), 0.0, 0.0
-        held = time.monotonic() < self.hooks.hold_until()
-        if self.diff.ready:  # started again after a failure: what was queued is lost
-            work.add(self.diff.names, urgent=False)
-        while not self._stop.is_set():
-            now = time.monotonic()
-            changes = self._take_events(self._idle_timeout(work, retry_at, held, now))
-            if self.diff.probe_wanted:
-                changes.merge(self._probe(client))
-            now = time.monotonic()
-            changes.merge(self.diff.expire(now))
-            holding = now < self.hooks.hold_until()
-            if held and not holding:
-                # The hold ended: read everything again and drop what Consul no longer lists.
-                changes.everything, applied = True, None
-            held = holding
-            work.add(changes.dirty, urgent=True)
-            if changes.everything:
-                work.add(self.diff.names, urgent=False)
-            if work and now >= retry_at:
-                name, urgent = work.pop()
-                try:
-                    read[name] = self._read(client, name)
-                    backoff.reset()
-                except CONSUL_ERRORS as exc:
-                    self.hooks.status.on_error(exc)
-                    work.add({name}, urgent=urgent)
-                    retry_at = time.monotonic() + backoff.next_delay()
-            names = self.diff.names
-            due = not work.urgent and (not work or now - last_publish >= PUBLISH_EVERY)
-            if due and self.diff.ready and (read or names != applied):
-                self.hooks.apply(read, names)
-                self.diff.forget((applied or set()) - names)
-                read, applied, last_publish = {}, names, time.monotonic()
-
-    def _idle_timeout(self, work: WorkList, retry_at: float, held: bool, now: float) -> float:
-        """How long to wait for an answer from the watches before doing timed work."""
-        if work and now >= retry_at:
-            return 0.0
-        wakes = [now + IDLE_TICK]
-        if work:
-            wakes.append(retry_at)
-        if (deadline := self.diff.deadline) is not None:
-            wakes.append(deadline)
-        if held:
-            wakes.append(self.hooks.hold_until())
-        return max(0.0, min(wakes) - now)
 
     def _take_events(self, timeout: float) -> Changes:
         """Apply every queued answer of the watches, waiting up to *timeout* for the first."""
@@ -204,20 +129,87 @@ class CatalogSync:
             listing: Mapping[str, Any] = body if isinstance(body, dict) else {}
             return self.diff.on_listing(index, listing, now)
         rows = [CheckRow.from_json(c) for c in body] if isinstance(body, list) else []
-        return self.diff.on_checks(index, rows, now)
+        return self.diff.on_checks(index, rows)
 
-    def _probe(self, client: Any) -> Changes:
+
+class Reader:
+    """The reader thread's state: what to read, what was read, and when to hand it over."""
+
+    def __init__(self, client: Any, diff: CatalogDiff, hooks: SyncHooks) -> None:
+        self.client, self.diff, self.hooks = client, diff, hooks
+        self.work = WorkList()
+        self.read: dict[str, list[Instance]] = {}
+        self.applied: set[str] | None = None  # the names the watcher was last given
+        self.backoff, self.retry_at, self.last_publish = Backoff(base=0.05, cap=2.0), 0.0, 0.0
+        self.urgent_read = False  # something was read for a change: hand it over at once
+        self.held = time.monotonic() < hooks.hold_until()
+        if diff.ready:  # a new reader after a failure: the old one's work is lost
+            self.work.add(diff.names, urgent=False)
+
+    def idle_timeout(self) -> float:
+        """How long to wait for the watches before doing timed work."""
+        now = time.monotonic()
+        if self.work and now >= self.retry_at:
+            return 0.0
+        wakes = [now + IDLE_TICK]
+        if self.work:
+            wakes.append(self.retry_at)
+        if (deadline := self.diff.deadline) is not None:
+            wakes.append(deadline)
+        if self.held:
+            wakes.append(self.hooks.hold_until())
+        return max(0.0, min(wakes) - now)
+
+    def step(self, changes: Changes) -> None:
+        """Queue what *changes* asks for, read one service, hand over what is due."""
+        if self.diff.probe_wanted:
+            changes.merge(self._probe())
+        now = time.monotonic()
+        changes.merge(self.diff.expire(now))
+        holding = now < self.hooks.hold_until()
+        if self.held and not holding:
+            # The hold ended: read everything again and drop what Consul no longer lists.
+            changes.everything, self.applied = True, None
+        self.held = holding
+        self.work.add(changes.dirty, urgent=True)
+        if changes.everything:
+            self.work.add(self.diff.names, urgent=False)
+        if self.work and now >= self.retry_at:
+            self._read_next()
+        self._publish_if_due(now)
+
+    def _read_next(self) -> None:
+        name, urgent = self.work.pop()
+        try:
+            index, entries = self.client.health.service(name)
+        except CONSUL_ERRORS as exc:
+            self.hooks.status.on_error(exc)
+            self.work.add({name}, urgent=urgent)
+            self.retry_at = time.monotonic() + self.backoff.next_delay()
+            return
+        self.backoff.reset()
+        self.hooks.status.on_success(int(index or 0))
+        instances = [Instance.from_health_entry(e) for e in entries or ()]
+        self.diff.on_read(name, {i.node for i in instances})
+        self.read[name] = instances
+        self.urgent_read |= urgent
+
+    def _publish_if_due(self, now: float) -> None:
+        names = self.diff.names
+        due = not self.work or self.urgent_read or now - self.last_publish >= PUBLISH_EVERY
+        if not due or self.work.urgent or not self.diff.ready:
+            return
+        if self.read or names != self.applied:
+            self.hooks.apply(self.read, names)
+            self.diff.forget((self.applied or set()) - names)
+            self.read, self.applied, self.last_publish = {}, names, time.monotonic()
+            self.urgent_read = False
+
+    def _probe(self) -> Changes:
         """Read the checks table's index without blocking (few checks are critical)."""
         try:
-            index, _ = client.health.state("critical")
+            index, _ = self.client.health.state("critical")
         except CONSUL_ERRORS as exc:
             self.hooks.status.on_error(exc)
             return self.diff.on_probe(None)  # the move waits for its deadline instead
         return self.diff.on_probe(int(index or 0))
-
-    def _read(self, client: Any, name: str) -> list[Instance]:
-        index, entries = client.health.service(name)
-        instances = [Instance.from_health_entry(e) for e in entries or ()]
-        self.diff.on_read(name, {i.node for i in instances})
-        self.hooks.status.on_success(int(index or 0))
-        return instances

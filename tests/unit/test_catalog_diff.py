@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from discovery.catalog_diff import CatalogDiff, Changes, CheckRow
-from discovery.catalog_sync import WorkList
+from discovery.catalog_diff import CatalogDiff, Changes, WorkList
+from discovery.fingerprints import CheckRow
 
 NOW = 100.0
 
@@ -26,7 +26,7 @@ def synced(services: dict[str, int], index: int = 10) -> CatalogDiff:
     """A diff that has seen both views once: *services* maps a name to its check's index."""
     diff = CatalogDiff()
     diff.on_listing(index, {name: [] for name in services}, NOW)
-    diff.on_checks(index, [row(name, i) for name, i in services.items()], NOW)
+    diff.on_checks(index, [row(name, i) for name, i in services.items()])
     return diff
 
 
@@ -38,7 +38,7 @@ def test_everything_is_read_once_both_views_have_answered(listing_first: bool) -
         return diff.on_listing(5, {"a": [], "consul": []}, NOW)
 
     def checks() -> Changes:
-        return diff.on_checks(5, [row("a", 5)], NOW)
+        return diff.on_checks(5, [row("a", 5)])
 
     first, last = (listing, checks) if listing_first else (checks, listing)
     assert not first().everything and not diff.ready
@@ -57,16 +57,16 @@ def test_everything_is_read_once_both_views_have_answered(listing_first: bool) -
 )
 def test_only_services_whose_checks_moved_are_read(rows: list[CheckRow], dirty: set[str]) -> None:
     diff = synced({"a": 10, "b": 10})
-    changes = diff.on_checks(13, rows, NOW)
+    changes = diff.on_checks(13, rows)
     assert changes.dirty == dirty and not changes.everything
 
 
 def test_a_node_check_moves_every_service_on_that_node() -> None:
     diff = synced({"a": 10, "b": 10})
-    diff.on_checks(10, [row("a", 10), row("b", 10, node="n2"), row("", 10)], NOW)
+    diff.on_checks(10, [row("a", 10), row("b", 10, node="n2"), row("", 10)])
     diff.on_listing(10, {"a": [], "b": [], "bare": []}, NOW)
     diff.on_read("bare", ["n1"])  # an instance without checks, seen by reading the service
-    changes = diff.on_checks(11, [row("a", 10), row("b", 10, node="n2"), row("", 11)], NOW)
+    changes = diff.on_checks(11, [row("a", 10), row("b", 10, node="n2"), row("", 11)])
     assert changes.dirty == {"a", "bare"}
 
 
@@ -85,13 +85,13 @@ def test_a_services_index_move_with_a_check_written_at_it_reads_nothing_more(
     # A new instance of "a" registered with its check in one write, at index 11.
     rows = [row("a", 10), CheckRow("n1", "check-a2", "a-2", "a", "passing", 11)]
     if checks_first:
-        assert diff.on_checks(11, rows, NOW).dirty == {"a"}
+        assert diff.on_checks(11, rows).dirty == {"a"}
         assert not diff.on_listing(11, {"a": []}, NOW).everything
     else:
         assert not diff.on_listing(11, {"a": []}, NOW).everything
         assert diff.probe_wanted
         assert not diff.on_probe(11).everything
-        assert diff.on_checks(11, rows, NOW).dirty == {"a"}
+        assert diff.on_checks(11, rows).dirty == {"a"}
     assert diff.deadline is None
     assert not diff.expire(NOW + 60).everything
 
@@ -108,7 +108,7 @@ def test_a_services_index_move_the_checks_table_passed_without_trace_reads_every
     diff = synced({"a": 10, "b": 10})
     diff.on_listing(12, {"a": [], "b": []}, NOW)
     assert not diff.on_probe(13).everything  # the checks table moved on meanwhile
-    changes = diff.on_checks(13, [row("a", 10), row("b", 13, "critical")], NOW)
+    changes = diff.on_checks(13, [row("a", 10), row("b", 13, "critical")])
     assert changes.everything and changes.dirty == {"b"}
 
 
@@ -125,11 +125,11 @@ def test_an_unexplained_move_waits_at_most_until_its_deadline_when_the_probe_fai
 def test_deleting_an_instance_with_checks_explains_the_move_but_one_without_does_not() -> None:
     diff = synced({"a": 10, "b": 10})
     # Deleting b-1 deletes its check in the same write, at 11.
-    assert diff.on_checks(11, [row("a", 10)], NOW).dirty == {"b"}
+    assert diff.on_checks(11, [row("a", 10)]).dirty == {"b"}
     assert not diff.on_listing(11, {"a": [], "b": []}, NOW).everything
     # Deleting an instance without checks moves the checks index too (deleteServiceTxn),
     # but nothing in the checks tells which service lost it.
-    diff.on_checks(12, [row("a", 10)], NOW)
+    diff.on_checks(12, [row("a", 10)])
     assert diff.on_listing(12, {"a": [], "b": []}, NOW).everything
 
 
