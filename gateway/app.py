@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 
 from discovery.watcher import CatalogWatcher
+from gateway import metrics
 from gateway.admin import create_admin_app
 from gateway.proxy import Proxy
 from gateway.request import Request
@@ -33,6 +34,7 @@ class Gateway:
 
     async def __call__(self, req: Request) -> None:
         if req.target.startswith(ADMIN_PREFIX):
+            metrics.TALLY.flush()  # this worker's counts, up to this moment, for a scrape
             await call_wsgi(self.admin, req, self.server_address)
         else:
             await self.proxy.handle(req)

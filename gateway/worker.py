@@ -20,6 +20,7 @@ from typing import Any
 import uvloop
 from gunicorn.workers.base import Worker  # type: ignore[import-untyped]
 
+from gateway import metrics
 from gateway.app import Gateway
 from gateway.front import FrontServer
 
@@ -97,3 +98,4 @@ class EventLoopWorker(Worker):  # type: ignore[misc]
                 self.notify()
                 await asyncio.sleep(0.05)
         front.stop()
+        metrics.TALLY.flush()

@@ -163,12 +163,23 @@ def test_metrics_count_requests_by_service_and_code(stack: dict[str, list[Proces
     for _ in range(5):
         requests.get(f"{gateway.url}/catalog/items", timeout=5)
     requests.get(f"{gateway.url}/nosuchservice/x", timeout=5)
-    text = requests.get(f"{gateway.url}/_gateway/metrics", timeout=5).text
-    samples = {
-        line.rsplit(" ", 1)[0]: float(line.rsplit(" ", 1)[1])
-        for line in text.splitlines()
-        if line and not line.startswith("#")
-    }
+
+    def scraped() -> dict[str, float] | None:
+        # Each worker hands its counts to Prometheus within a second: poll for them.
+        text = requests.get(f"{gateway.url}/_gateway/metrics", timeout=5).text
+        found = {
+            line.rsplit(" ", 1)[0]: float(line.rsplit(" ", 1)[1])
+            for line in text.splitlines()
+            if line and not line.startswith("#")
+        }
+        wanted = {
+            'gateway_requests_total{code="200",service="catalog"}': 5,
+            'gateway_requests_total{code="404",service="-"}': 1,
+            'gateway_response_start_seconds_count{service="catalog"}': 5,
+        }
+        return found if all(found.get(k, 0) >= n for k, n in wanted.items()) else None
+
+    samples = wait_for(scraped, 10, "the requests in the metrics")
     assert samples['gateway_requests_total{code="200",service="catalog"}'] >= 5
     assert samples['gateway_requests_total{code="404",service="-"}'] >= 1
     assert samples['gateway_response_start_seconds_count{service="catalog"}'] >= 5
