@@ -3,18 +3,22 @@
 from __future__ import annotations
 
 import threading
+import time
 from collections import Counter
 from collections.abc import Iterator, Mapping
+from functools import partial
 from types import SimpleNamespace
 from typing import Any
 
 import pytest
 import requests
 
+from discovery import watcher as watcher_module
 from discovery.blocking import Hooks
 from discovery.catalog_sync import CatalogSync, SyncHooks
 from discovery.model import Instance
 from discovery.settings import ConsulSettings
+from discovery.watcher import CatalogWatcher
 from tests.polling import wait_for
 
 SERVICES = 50
@@ -46,6 +50,14 @@ class FakeConsul:
                 self.checks[f"check-{instance}"] = (instance, "passing", self.index + 1)
                 tables.add("checks")
             self._commit(tables)
+
+    def restart(self) -> None:
+        """Lose every registration and start the indexes again, as a dev agent restarts."""
+        with self.changed:
+            self.instances.clear()
+            self.checks.clear()
+            self.index, self.tables = 1, {"services": 1, "checks": 1}
+            self.changed.notify_all()
 
     def set_status(self, name: str, port: int, status: str) -> None:
         with self.changed:
@@ -170,3 +182,24 @@ def test_a_failed_read_is_tried_again_and_reported(consul: FakeConsul, snapshot:
     consul.set_status("svc-1", 8000, "critical")
     wait_for(lambda: not snapshot.passing("svc-1"), 10, "svc-1 to go critical")
     assert len(snapshot.errors) == 2
+
+
+def test_after_consul_loses_its_state_the_watcher_holds_removals_for_the_grace_period(
+    consul: FakeConsul, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    fake = partial(CatalogSync, make=lambda settings: consul)
+    monkeypatch.setattr(watcher_module, "CatalogSync", fake)
+    watcher = CatalogWatcher(ConsulSettings(), wait=1.0, resync_grace=1.0)
+    watcher.start()
+    try:
+        assert watcher.wait_ready(10)
+        assert len(watcher.services) == SERVICES
+        consul.restart()
+        consul.register("svc-0", 8000)
+        wait_for(lambda: watcher.resync_until > time.monotonic(), 10, "the hold to start")
+        wait_for(lambda: consul.reads["svc-0"] >= 2, 10, "svc-0 read again")
+        assert len(watcher.services) == SERVICES  # the gone services are held
+        assert all(s.passing for s in watcher.services.values())
+        wait_for(lambda: set(watcher.services) == {"svc-0"}, 10, "the hold to end")
+    finally:
+        watcher.stop()
