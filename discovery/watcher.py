@@ -95,12 +95,11 @@ class CatalogWatcher:
 
     def stop(self) -> None:
         """Ask every watch thread to end; they are daemons, so none blocks process exit."""
-        with self._lock:
-            self._stop.set()
-            for event in self._watches.values():
-                event.set()
-            if self._sync is not None:
-                self._sync.stop()
+        self._stop.set()
+        for event in list(self._watches.values()):
+            event.set()
+        if self._sync is not None:
+            self._sync.stop()
 
     def wait_ready(self, timeout: float) -> bool:
         """Block until every known service has been read from Consul once."""
