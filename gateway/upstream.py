@@ -189,6 +189,12 @@ class UpstreamConnection(asyncio.Protocol):
         if answer is None or answer.done:
             self.close()  # bytes nobody asked for: this connection can never be trusted again
             return
+        if not answer.head.done():
+            # httptools gathers a header's pieces itself, so bound the head before feeding it.
+            self._header_bytes += len(data)
+            if self._header_bytes > MAX_HEADER_BYTES:
+                self._broken(UpstreamBadResponse("the answer's head is over 64 KiB"))
+                return
         try:
             self.parser.feed_data(data)
         except httptools.HttpParserCallbackError as exc:
@@ -230,19 +236,16 @@ class UpstreamConnection(asyncio.Protocol):
         answer = self.answer
         if answer is None or answer.done:
             raise UpstreamBadResponse("the instance sent more than one answer")
-        self._header_bytes = 0
 
     def on_status(self, reason: bytes) -> None:
         assert self.answer is not None
         self.answer.reason += reason
 
     def on_header(self, name: bytes, value: bytes) -> None:
-        answer = self.answer
-        assert answer is not None
-        self._header_bytes += len(name) + len(value)
-        if len(answer.headers) >= MAX_HEADERS or self._header_bytes > MAX_HEADER_BYTES:
-            raise UpstreamBadResponse("the answer has too many or too large headers")
-        answer.headers.append((name, value))
+        headers = self.answer.headers  # type: ignore[union-attr]
+        if len(headers) >= MAX_HEADERS:
+            raise UpstreamBadResponse("the answer has too many headers")
+        headers.append((name, value))
 
     def on_headers_complete(self) -> None:
         answer = self.answer
@@ -300,6 +303,7 @@ class UpstreamConnection(asyncio.Protocol):
         assert self.transport is not None
         answer = self.answer = Answer(self)
         self.head_request = head_request
+        self._header_bytes = 0
         if isinstance(body, bytes):
             answer.timer = self.loop.call_later(timeout, self.time_out, timeout)
             # One write for head and body: one syscall, and no Nagle delay between them.
