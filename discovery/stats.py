@@ -110,6 +110,8 @@ class StatsTable:
         self.policy = policy or EjectionPolicy()
         self.decay = decay
         self._stats: dict[str, InstanceStats] = {}
+        # No instance is ejected after this time: lets the hot path skip the per-instance check.
+        self.ejections_end = 0.0
 
     def get(self, instance_id: str) -> InstanceStats:
         """The stats of *instance_id*, created on first use."""
@@ -156,6 +158,7 @@ class StatsTable:
                 )
             stats.ejections += 1
             stats.ejected_until = now + seconds
+            self.ejections_end = max(self.ejections_end, stats.ejected_until)
         return True
 
     def observe(self, passing_ids: set[str]) -> list[str]:

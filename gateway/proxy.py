@@ -266,6 +266,8 @@ class Proxy:
         if not tried and len(passing) == 1:
             return passing[0]  # ejected or not: the panic threshold would keep it anyway
         now = time.monotonic()
+        if not tried and now >= self.stats.ejections_end:
+            return picker.pick(passing)  # nothing is ejected anywhere: every instance is fine
         ejected = {i.id for i in passing if self.stats.is_ejected(i.id, now)}
         if ejected and len(passing) - len(ejected) < self.settings.panic_threshold * len(passing):
             ejected = set()
