@@ -86,7 +86,7 @@ class ScriptedPool(Pool):
         port = key[1]
         if port in self.upstreams.refused:
             raise ConnectFailed("connect failed: Connection refused")
-        conn = UpstreamConnection(key)
+        conn = UpstreamConnection(key, self.deadlines)
         self.upstreams.connections += 1
         loop = asyncio.get_running_loop()
 
