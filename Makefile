@@ -70,7 +70,7 @@ ps: ## List the compose containers
 scale: ## Scale a service: make scale SERVICE=catalog N=5
 	$(COMPOSE) up -d --no-recreate --scale $(SERVICE)=$(N) $(SERVICE)
 
-bench: $(STAMP) ## Compare wrk throughput and latency: backends direct, nginx, the gateway (BENCH_DURATION=10)
+bench: $(STAMP) ## Gateway vs nginx vs direct: req/s, CPU per request, slow and idle clients (BENCH_DURATION=10 BENCH_IDLE=5000 BENCH_SLOW_CLIENTS=1000)
 	bash scripts/ensure-bench-tools.sh
 	PYTHONPATH=. $(BIN)/python scripts/bench.py
 
