@@ -15,6 +15,12 @@ check write carries its index: when the checks table is below that index (asked 
 blocking, see :attr:`CatalogDiff.probe_wanted`), or has passed it without a trace of it,
 every service is read again. The checks index alone is no evidence: deleting a service moves
 it even when no check goes with it. ``explain_wait`` bounds the wait if the probe fails.
+
+One answer of the services watch may cover several writes. When it skips indexes at which no
+check was written, one of them may have been such a write, hidden behind the last one; the
+reader then reads everything again soon, at a bounded rate (:attr:`Changes.skipped`). On a
+real cluster other writes (KV, sessions, coordinates) also fill such gaps, which is why that
+re-read is rate-limited rather than immediate.
 """
 
 from __future__ import annotations
@@ -38,11 +44,32 @@ class Changes:
 
     dirty: set[str] = field(default_factory=set)
     everything: bool = False
+    # The services index skipped indexes no check write explains: one of them may have been
+    # a write the fingerprints cannot see, so read everything again before long.
+    skipped: bool = False
 
     def merge(self, other: Changes) -> None:
         """Add *other* to this one."""
         self.dirty |= other.dirty
         self.everything |= other.everything
+        self.skipped |= other.skipped
+
+
+@dataclass
+class Move:
+    """A move of the services index, from *previous* to *index*, not yet explained."""
+
+    previous: int
+    index: int
+    deadline: float
+    named: bool  # the listing changed, which explains the write at *index* itself
+    probed: bool = False
+
+    def skipped(self, evidence: set[int]) -> bool:
+        """True if an index between the two holds no known check write."""
+        if self.index - self.previous - 1 > MAX_EVIDENCE:
+            return True
+        return any(i not in evidence for i in range(self.previous + 1, self.index))
 
 
 class CatalogDiff:
@@ -57,8 +84,7 @@ class CatalogDiff:
         self._seen = Fingerprints()
         self._instance_nodes: dict[str, frozenset[str]] = {}
         self._evidence: set[int] = set()
-        self._pending: dict[int, float] = {}  # services index -> when to stop waiting
-        self._probed: set[int] = set()
+        self._moves: list[Move] = []
 
     @property
     def names(self) -> set[str]:
@@ -73,7 +99,7 @@ class CatalogDiff:
     @property
     def deadline(self) -> float | None:
         """When :meth:`expire` has something to do, if ever."""
-        return min(self._pending.values()) if self._pending else None
+        return min((m.deadline for m in self._moves), default=None)
 
     def on_listing(self, index: int, listing: Mapping[str, Iterable[str]], now: float) -> Changes:
         """A ``/v1/catalog/services`` answer."""
@@ -81,18 +107,17 @@ class CatalogDiff:
         for name in IGNORED_SERVICES:
             new.pop(name, None)
         old, self.listing = self.listing, new
-        moved_back = index < self.catalog_index
-        moved = index != self.catalog_index
-        self.catalog_index = index
+        previous, self.catalog_index = self.catalog_index, index
         if old is None or not self._checks_seen:
             return Changes(everything=self._checks_seen)
-        if moved_back:
+        if index < previous:
             self._reset_evidence()
             return Changes(everything=True)
         dirty = {n for n in new if old.get(n) != new[n]}
-        if moved and not dirty and not (set(old) - set(new)):
-            self._pending[index] = now + self.explain_wait
-        self._prune(index)
+        if index > previous:
+            named = bool(dirty or set(old) - set(new))
+            self._moves.append(Move(previous, index, now + self.explain_wait, named))
+        self._prune()
         changes = Changes(dirty)
         changes.merge(self._explain())
         return changes
@@ -102,8 +127,7 @@ class CatalogDiff:
         if index < self.checks_index:
             self._reset_evidence()
         new = Fingerprints.of(rows)
-        floor = min(self._pending, default=self.catalog_index + 1)
-        self._evidence |= {i for i in new.modify_indexes if i >= floor}
+        self._evidence |= {i for i in new.modify_indexes if i >= self._floor()}
         if self._seen.keys - new.keys:
             # Deleting a service deletes its checks in the same write (deleteServiceTxn), so
             # checks that vanished explain a services index equal to this one.
@@ -142,40 +166,41 @@ class CatalogDiff:
         The watcher then reads the checks table's index without blocking (any
         ``/v1/health/state/<state>`` answer carries it) and calls :meth:`on_probe`.
         """
-        return any(i > self.checks_index for i in self._pending if i not in self._probed)
+        return any(not m.probed and m.index > self.checks_index for m in self._moves)
 
     def on_probe(self, checks_index: int | None) -> Changes:
         """The checks table's index read after the services index moved (None: read failed)."""
-        self._probed |= set(self._pending)
-        if checks_index is not None and any(i > checks_index for i in self._pending):
-            # No check was written at that index: the services table alone moved.
-            self._pending.clear()
-            return Changes(everything=True)
-        return Changes()  # the checks watch is about to answer; _explain decides then
+        for move in self._moves:
+            move.probed = True
+        below = [m for m in self._moves if checks_index is not None and checks_index < m.index]
+        # The checks table never reached these indexes: no check was written at them.
+        return self._settle(below, skipped=any(m.index - m.previous > 1 for m in below))
 
     def expire(self, now: float) -> Changes:
-        """Read everything if a services index move waited past its deadline unexplained."""
-        if any(deadline <= now for deadline in self._pending.values()):
-            self._pending.clear()
-            return Changes(everything=True)
-        return Changes()
+        """Give up waiting for the checks watch on moves past their deadline."""
+        late = [m for m in self._moves if m.deadline <= now]
+        return self._settle(late, skipped=any(m.index - m.previous > 1 for m in late))
 
     def _explain(self) -> Changes:
-        for index in list(self._pending):
-            if index in self._evidence:
-                del self._pending[index]
-            elif self.checks_index >= index:
-                # The checks table passed this index and no check was written at it.
-                self._pending.clear()
-                return Changes(everything=True)
-        return Changes()
+        """Settle the moves the checks view has reached: every check write up to them is known."""
+        reached = [m for m in self._moves if self.checks_index >= m.index]
+        return self._settle(reached, skipped=any(m.skipped(self._evidence) for m in reached))
 
-    def _prune(self, catalog_index: int) -> None:
-        """Evidence at or below the services index can explain no later move."""
-        pending_floor = min(self._pending, default=catalog_index + 1)
-        floor = min(catalog_index + 1, pending_floor)
+    def _settle(self, moves: list[Move], skipped: bool) -> Changes:
+        if any(not m.named and m.index not in self._evidence for m in moves):
+            # The services table alone moved at that index: nothing tells which service.
+            self._moves.clear()
+            return Changes(everything=True)
+        self._moves = [m for m in self._moves if m not in moves]
+        return Changes(skipped=skipped)
+
+    def _floor(self) -> int:
+        """Evidence below this index can explain no move still to come."""
+        return min((m.previous + 1 for m in self._moves), default=self.catalog_index + 1)
+
+    def _prune(self) -> None:
+        floor = self._floor()
         self._evidence = {i for i in self._evidence if i >= floor}
-        self._probed = {i for i in self._probed if i in self._pending}
 
     def _cap_evidence(self) -> None:
         if len(self._evidence) > MAX_EVIDENCE:
@@ -183,8 +208,7 @@ class CatalogDiff:
 
     def _reset_evidence(self) -> None:
         self._evidence.clear()
-        self._pending.clear()
-        self._probed.clear()
+        self._moves.clear()
 
 
 class WorkList:

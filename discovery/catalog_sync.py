@@ -34,6 +34,10 @@ log = logging.getLogger(__name__)
 PUBLISH_EVERY = 0.05
 # Wait at most this long for the watches before looking at the clock-driven work again.
 IDLE_TICK = 1.0
+# A full re-read for skipped indexes (see Changes.skipped) comes at most this often, and at
+# most at this many reads per second on average, so a busy catalog cannot turn it into polling.
+SKIPPED_REREAD_EVERY = 10.0
+SKIPPED_READS_PER_SECOND = 20.0
 Event = tuple[str, int, object]  # ("listing" or "checks", index, body)
 
 
@@ -142,6 +146,8 @@ class Reader:
         self.applied: set[str] | None = None  # the names the watcher was last given
         self.backoff, self.retry_at, self.last_publish = Backoff(base=0.05, cap=2.0), 0.0, 0.0
         self.urgent_read = False  # something was read for a change: hand it over at once
+        self.full_read_at = time.monotonic()  # the last full re-read began
+        self.reread_at: float | None = None  # a full re-read is due then (skipped indexes)
         self.held = time.monotonic() < hooks.hold_until()
         if diff.ready:  # a new reader after a failure: the old one's work is lost
             self.work.add(diff.names, urgent=False)
@@ -158,6 +164,8 @@ class Reader:
             wakes.append(deadline)
         if self.held:
             wakes.append(self.hooks.hold_until())
+        if self.reread_at is not None:
+            wakes.append(self.reread_at)
         return max(0.0, min(wakes) - now)
 
     def step(self, changes: Changes) -> None:
@@ -171,9 +179,15 @@ class Reader:
             # The hold ended: read everything again and drop what Consul no longer lists.
             changes.everything, self.applied = True, None
         self.held = holding
+        if changes.skipped and self.reread_at is None:
+            spacing = max(SKIPPED_REREAD_EVERY, len(self.diff.names) / SKIPPED_READS_PER_SECOND)
+            self.reread_at = max(now, self.full_read_at + spacing)
+        if self.reread_at is not None and now >= self.reread_at:
+            changes.everything = True
         self.work.add(changes.dirty, urgent=True)
         if changes.everything:
             self.work.add(self.diff.names, urgent=False)
+            self.full_read_at, self.reread_at = now, None
         if self.work and now >= self.retry_at:
             self._read_next()
         self._publish_if_due(now)

@@ -133,6 +133,30 @@ def test_deleting_an_instance_with_checks_explains_the_move_but_one_without_does
     assert diff.on_listing(12, {"a": [], "b": []}, NOW).everything
 
 
+@pytest.mark.parametrize(("gap_rows", "skipped"), [([], True), ([row("a", 11, "warning")], False)])
+def test_a_move_over_indexes_no_check_explains_asks_for_a_full_read_soon(
+    gap_rows: list[CheckRow], skipped: bool
+) -> None:
+    diff = synced({"a": 10, "b": 10})
+    # 11: a new port for a-1 (no check), or a check write; 12: b-2 registered with its check.
+    # The services watch saw only 12.
+    for check in gap_rows:
+        diff.on_checks(11, [check, row("b", 10)])
+    b2 = CheckRow("n1", "check-b2", "b-2", "b", "passing", 12)
+    changes = diff.on_checks(12, [*(gap_rows or [row("a", 10)]), row("b", 10), b2])
+    changes.merge(diff.on_listing(12, {"a": [], "b": []}, NOW))
+    assert "b" in changes.dirty and not changes.everything
+    assert changes.skipped is skipped
+
+
+def test_a_new_name_without_checks_over_skipped_indexes_asks_for_a_full_read_soon() -> None:
+    diff = synced({"a": 10})
+    changes = diff.on_listing(13, {"a": [], "bare": []}, NOW)
+    assert changes.dirty == {"bare"} and diff.probe_wanted
+    changes = diff.on_probe(10)  # no check write since 10: 11 and 12 were something else
+    assert changes.skipped and not changes.everything
+
+
 def test_an_index_going_backwards_reads_everything() -> None:
     diff = synced({"a": 10}, index=50)
     assert diff.on_listing(3, {}, NOW).everything

@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 import requests
 
+from discovery import catalog_sync
 from discovery import watcher as watcher_module
 from discovery.blocking import Hooks
 from discovery.catalog_sync import CatalogSync, SyncHooks
@@ -50,6 +51,14 @@ class FakeConsul:
                 self.checks[f"check-{instance}"] = (instance, "passing", self.index + 1)
                 tables.add("checks")
             self._commit(tables)
+
+    def move_and_register(self, moved: str, port: int, new: str) -> None:
+        """A new port for one instance (no check written), then a new instance, in one go."""
+        with self.changed:
+            instance = f"{moved}-8000"
+            self.instances[instance] = (moved, port)
+            self._commit({"services"})
+            self.register(new, 8000)
 
     def restart(self) -> None:
         """Lose every registration and start the indexes again, as a dev agent restarts."""
@@ -203,3 +212,15 @@ def test_after_consul_loses_its_state_the_watcher_holds_removals_for_the_grace_p
         wait_for(lambda: set(watcher.services) == {"svc-0"}, 10, "the hold to end")
     finally:
         watcher.stop()
+
+
+def test_a_port_change_hidden_by_a_later_write_is_read_by_a_full_read_soon_after(
+    consul: FakeConsul, snapshot: Snapshot, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(catalog_sync, "SKIPPED_REREAD_EVERY", 0.1)
+    monkeypatch.setattr(catalog_sync, "SKIPPED_READS_PER_SECOND", 10_000.0)
+    # The services watch sees one move: the port change's index is skipped, and the
+    # registration's own check explains the move itself.
+    consul.move_and_register("svc-4", 9000, "svc-new")
+    wait_for(lambda: snapshot.passing("svc-new") == {8000}, 10, "the new service")
+    wait_for(lambda: snapshot.passing("svc-4") == {9000}, 10, "the new port")
