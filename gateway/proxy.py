@@ -321,7 +321,10 @@ class Proxy:
             except UpstreamError as exc:
                 conn.close()
                 self._failed(service, instance, exc, req)
-                self.error(req, 502, "upstream_failed", "the instance's answer broke off")
+                if isinstance(exc, UpstreamTimeout):
+                    self.error(req, 504, "upstream_timeout", "the instance did not answer in time")
+                else:
+                    self.error(req, 502, "upstream_failed", "the instance's answer broke off")
                 return
             self.pool.release(conn)
             head = response_head(line, lines, len(data), keep_alive, False)

@@ -166,3 +166,10 @@ def test_head_keeps_the_upstream_length_and_sends_no_body() -> None:
     written = bytes(run(exchange(front, b"HEAD /svc/ HTTP/1.1\r\nHost: gw\r\n\r\n")).written)
     assert written.startswith(b"HTTP/1.1 200 OK\r\n")
     assert b"Content-Length: 42\r\n" in written and written.endswith(b"\r\n\r\n")
+
+
+def test_a_body_that_stops_arriving_is_a_504_within_the_try_timeout() -> None:
+    ups = Upstreams({1: lambda req: b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nhalf"})
+    _, front = build(ups, [service("svc", 1)], try_timeout=0.05)
+    (out,) = replies(run(exchange(front, GET)).written)
+    assert out.status == 504 and json.loads(out.body)["error"] == "upstream_timeout"
