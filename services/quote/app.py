@@ -3,12 +3,18 @@
 ``GET /quote?sku=apple&qty=3`` calls ``catalog`` through :class:`discovery.ServiceClient`,
 which balances across the catalog's passing instances, so the answer names both the quote
 instance and the catalog instance that served it.
+
+Query parameters are untrusted: ``sku`` becomes a path segment of a request to another
+service, so it must be a plain name (no ``/``, ``?``, ``#``, ``%`` or dot segment can reach
+catalog's URL), and ``qty`` must be ASCII digits (``str.isdigit`` also accepts ``²``).
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from typing import Any
+from urllib.parse import quote as percent_encode
 
 import requests
 from flask import Blueprint, Flask, abort, current_app, request
@@ -19,6 +25,9 @@ from services.common.web import create_base_app, reply
 
 bp = Blueprint("quote", __name__)
 MAX_QTY = 1000
+# Catalog's SKUs (services/catalog/data.py) are lowercase words joined by hyphens.
+SKU = re.compile(r"[a-z0-9-]{1,64}")
+QTY = re.compile(r"[0-9]{1,4}")  # explicit ASCII: \d and isdigit() accept other digits
 
 
 @bp.get("/quote")
@@ -26,13 +35,14 @@ def quote() -> ResponseReturnValue:
     """Price ``qty`` units of ``sku``."""
     sku = request.args.get("sku", "")
     qty_raw = request.args.get("qty", "1")
-    if not sku:
-        abort(400, description="query parameter 'sku' is required")
-    if not qty_raw.isdigit() or not 1 <= int(qty_raw) <= MAX_QTY:
+    if not SKU.fullmatch(sku):
+        abort(400, description="query parameter 'sku' must be 1 to 64 of a-z, 0-9 and '-'")
+    if not QTY.fullmatch(qty_raw) or not 1 <= int(qty_raw) <= MAX_QTY:
         abort(400, description=f"query parameter 'qty' must be an integer from 1 to {MAX_QTY}")
     client: ServiceClient = current_app.extensions["catalog_client"]
     try:
-        answer = client.get("catalog", f"/items/{sku}")
+        # Encoded as one segment as well, so a looser SKU pattern can never reach another path.
+        answer = client.get("catalog", f"/items/{percent_encode(sku, safe='')}")
     except NoInstanceError:
         abort(503, description="no passing instance of the catalog service")
     except requests.RequestException as exc:
