@@ -100,6 +100,28 @@ def get_map(env: Mapping[str, str], name: str) -> dict[str, str]:
     return result
 
 
+def get_secret(env: Mapping[str, str], name: str) -> str | None:
+    """A secret from ``NAME``, or from the file named by ``NAME_FILE`` (Docker secrets style).
+
+    A ``NAME_FILE`` that cannot be read, or holds only whitespace, stops startup: a service that
+    silently ran without its token would fail later, further from the cause.
+    """
+    value = env.get(name, "").strip()
+    path = env.get(f"{name}_FILE", "").strip()
+    if value and path:
+        raise SettingsError(f"{name} and {name}_FILE: set one of them, not both")
+    if not path:
+        return value or None
+    try:
+        with open(path, encoding="utf-8") as fh:
+            secret = fh.read().strip()
+    except OSError as exc:
+        raise SettingsError(f"{name}_FILE: cannot read {path!r} ({exc.strerror})") from None
+    if not secret:
+        raise SettingsError(f"{name}_FILE: {path!r} is empty")
+    return secret
+
+
 def get_choice(env: Mapping[str, str], name: str, default: str, choices: tuple[str, ...]) -> str:
     """Return one of *choices*."""
     value = env.get(name, "").strip() or default

@@ -21,39 +21,53 @@ def _proxy() -> Proxy:
 
 @bp.get("/routes")
 def routes() -> ResponseReturnValue:
-    """Every service, its route, and its instances with their health and gateway state."""
+    """Every service, its route, and its instances' counts; details only when opted in.
+
+    Instance IDs carry host names, and addresses, tags, meta and check output map the network:
+    they are listed only with ``GATEWAY_ADMIN_DETAIL=true``.
+    """
     proxy = _proxy()
+    detail = proxy.settings.admin_detail
     routed = {r.service: r for r in proxy.routes.routes}
     now = time.monotonic()
     services = []
-    for name, service in sorted(proxy.watcher.services.items()):
+    for name, service in sorted(proxy.services.items()):
         route = routed.get(name)
-        instances = []
-        for instance in service.instances:
-            stats = proxy.stats.get(instance.id)
-            instances.append(
+        states = [
+            (i, proxy.stats.get(i.id), proxy.stats.is_ejected(i.id, now)) for i in service.instances
+        ]
+        entry: dict[str, object] = {
+            "service": name,
+            "prefix": route.prefix if route else None,
+            "balancer": route.balancer if route else None,
+            "instances": len(service.instances),
+            "passing": len(service.passing),
+            "ejected": sum(1 for _, _, ejected in states if ejected),
+            "outstanding": sum(stats.outstanding for _, stats, _ in states),
+        }
+        if detail:
+            entry["instances"] = [
                 {
                     **instance.to_dict(),
-                    "ejected": proxy.stats.is_ejected(instance.id, now),
+                    "ejected": ejected,
                     "outstanding": stats.outstanding,
                     "latency_ewma_ms": round(stats.ewma * 1000, 3),
                 }
-            )
-        services.append(
-            {
-                "service": name,
-                "prefix": route.prefix if route else None,
-                "balancer": route.balancer if route else None,
-                "passing": len(service.passing),
-                "instances": instances,
-            }
-        )
-    return jsonify(services=services, discovery=proxy.watcher.status())
+                for instance, stats, ejected in states
+            ]
+        services.append(entry)
+    body: dict[str, object] = {"services": services}
+    if detail:
+        body["discovery"] = proxy.watcher.status()
+    return jsonify(body)
 
 
 @bp.get("/health")
 def health() -> ResponseReturnValue:
-    """200 while the Consul data is fresh enough to route by, else 503 with the reason."""
+    """200 while the Consul data is fresh enough to route by, else 503 with the reason.
+
+    Open without the admin token (health checks), so it names no address and no error text.
+    """
     proxy = _proxy()
     status = proxy.watcher.status()
     failing = status["failing_for_seconds"]
@@ -66,14 +80,19 @@ def health() -> ResponseReturnValue:
         code = 503 if isinstance(failing, float) and failing > stale_after else 200
     else:
         state, code = "ok", 200
-    return jsonify(
-        status=state,
-        stale=state != "ok",
-        stale_after_seconds=stale_after,
-        last_sync_age_seconds=status["last_sync_age_seconds"],
-        discovery=status,
-        retry_budget_denied=proxy.budget.denied,
-    ), code
+    body: dict[str, object] = {
+        "status": state,
+        "stale": state != "ok",
+        "stale_after_seconds": stale_after,
+        "last_sync_age_seconds": status["last_sync_age_seconds"],
+        "failing_for_seconds": failing,
+        "from_snapshot_file": status["from_snapshot_file"],
+        "services": status["services"],
+        "retry_budget_denied": proxy.budget.denied,
+    }
+    if proxy.settings.admin_detail:
+        body["discovery"] = status
+    return jsonify(body), code
 
 
 @bp.get("/metrics")

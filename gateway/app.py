@@ -1,4 +1,4 @@
-"""The gateway's entry point: ``/_gateway/*`` goes to the Flask admin app, the rest to the proxy.
+"""The gateway's entry point: the proxy on the public listener, the Flask admin app on its own.
 
 gunicorn loads ``gateway.app:create_app()`` in each worker (see gateway/worker.py); each worker
 builds its own watcher, so every worker routes from a live Consul snapshot without sharing
@@ -9,35 +9,57 @@ not read yet.
 
 from __future__ import annotations
 
+import hmac
 import logging
+from collections.abc import Coroutine
+from typing import Any
 
 from discovery.watcher import CatalogWatcher
 from gateway import metrics
 from gateway.admin import create_admin_app
 from gateway.proxy import Proxy
-from gateway.request import Request
+from gateway.request import ClientError, Request
 from gateway.settings import GatewaySettings
 from gateway.wsgi_bridge import call_wsgi
 
 ADMIN_PREFIX = b"/_gateway/"
+HEALTH = b"/_gateway/health"  # open without the token: health checks carry no secrets
 log = logging.getLogger(__name__)
 
 
 class Gateway:
-    """Dispatches between the admin app and the proxy with one prefix test."""
+    """The two planes: the proxy on the public listener, the admin API on its own listener.
+
+    Nothing under ``/_gateway/`` is served on the public listener, however it is spelled: it
+    reaches the proxy, which routes only by registered service names (404 otherwise).
+    """
 
     def __init__(self, proxy: Proxy) -> None:
         self.proxy = proxy
         self.settings = proxy.settings
-        self.admin = create_admin_app(proxy)
+        self.admin_app = create_admin_app(proxy)
         self.server_address = ("gateway", 0)
+        token = self.settings.admin_token
+        self._bearer = f"Bearer {token}".encode() if token else None
 
-    async def __call__(self, req: Request) -> None:
-        if req.target.startswith(ADMIN_PREFIX):
-            metrics.TALLY.flush()  # this worker's counts, up to this moment, for a scrape
-            await call_wsgi(self.admin, req, self.server_address)
-        else:
-            await self.proxy.handle(req)
+    def __call__(self, req: Request) -> Coroutine[Any, Any, None]:
+        """Serve a request of the public listener."""
+        return self.proxy.handle(req)
+
+    async def admin(self, req: Request) -> None:
+        """Serve a request of the admin listener."""
+        path = req.target.partition(b"?")[0]
+        if not path.startswith(ADMIN_PREFIX):
+            raise ClientError(404, "not_found", "the admin listener serves /_gateway/ only")
+        if self._bearer is not None and path != HEALTH and not self._authorized(req):
+            raise ClientError(401, "unauthorized", "the admin API needs its bearer token")
+        metrics.TALLY.flush()  # this worker's counts, up to this moment, for a scrape
+        await call_wsgi(self.admin_app, req, self.server_address)
+
+    def _authorized(self, req: Request) -> bool:
+        assert self._bearer is not None
+        given = [v for n, v in req.raw_headers if n.lower() == b"authorization"]
+        return len(given) == 1 and hmac.compare_digest(given[0], self._bearer)
 
 
 def create_app(settings: GatewaySettings | None = None, start: bool = True) -> Gateway:

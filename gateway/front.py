@@ -139,7 +139,8 @@ class ClientConnection(asyncio.Protocol):
                     ClientError(500, "internal_error", "the gateway failed to read the request")
                 )
         except httptools.HttpParserError as exc:
-            self._refuse(ClientError(400, "bad_request", f"malformed request: {_reason(exc)}"))
+            log.debug("malformed request from %s: %s", self.peer, exc)
+            self._refuse(ClientError(400, "bad_request", "the request is not valid HTTP/1.1"))
 
     def eof_received(self) -> bool:
         """The client half-closed: answer what it sent, refuse a body cut short."""
@@ -355,11 +356,6 @@ class ClientConnection(asyncio.Protocol):
         log.debug("closing a connection from %s: %s", self.peer, why)
         if self.transport is not None:
             self.transport.abort()
-
-
-def _reason(exc: BaseException) -> str:
-    text = str(exc.args[0] if exc.args else exc)
-    return text.split(":")[0][:80] if text else type(exc).__name__
 
 
 def response_head(

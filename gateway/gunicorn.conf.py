@@ -1,7 +1,9 @@
 """gunicorn configuration of the gateway: ``gunicorn -c gateway/gunicorn.conf.py``.
 
-Environment: ``GATEWAY_PORT`` (8080), ``GATEWAY_BIND`` (0.0.0.0) and ``WEB_CONCURRENCY``
-(workers, default 2: one event loop per core of a small machine).
+Environment: ``GATEWAY_PORT`` (8080) and ``GATEWAY_BIND`` (0.0.0.0) for the public listener,
+``GATEWAY_ADMIN_PORT`` (9090) and ``GATEWAY_ADMIN_BIND`` (127.0.0.1) for the admin API, and
+``WEB_CONCURRENCY`` (workers, default 2: one event loop per core of a small machine); all are
+parsed by :class:`gateway.settings.GatewaySettings`.
 """
 
 import os
@@ -10,26 +12,28 @@ import sys
 import tempfile
 from typing import Any
 
-from discovery import env
 from discovery.errors import SettingsError
 from discovery.lifecycle import configure_logging
 from gateway.settings import GatewaySettings
 
 configure_logging()
 try:
-    GatewaySettings.from_env()  # fail here, naming the variable, before any worker starts
-    port = env.get_int(os.environ, "GATEWAY_PORT", 8080, 1, 65535)
-    workers = env.get_int(os.environ, "WEB_CONCURRENCY", 2, 1, 64)
+    settings = GatewaySettings.from_env()  # fail here, naming the variable, before any worker
 except SettingsError as exc:
     sys.exit(f"configuration error: {exc}")
 
-# Workers write their Prometheus metrics here (prometheus_client's multiprocess mode); set
-# before any worker imports prometheus_client, and emptied so old workers' values never count.
-METRICS_DIR = os.environ.setdefault(
-    "PROMETHEUS_MULTIPROC_DIR", tempfile.mkdtemp(prefix="gateway-metrics-")
+# Workers write their Prometheus metrics (prometheus_client's multiprocess mode) into a folder
+# this master creates, inside PROMETHEUS_MULTIPROC_DIR if that is set, and removes on exit. It
+# never deletes anything it did not create: PROMETHEUS_MULTIPROC_DIR=/tmp is safe.
+METRICS_DIR = tempfile.mkdtemp(
+    prefix="gateway-metrics-", dir=os.environ.get("PROMETHEUS_MULTIPROC_DIR") or None
 )
-shutil.rmtree(METRICS_DIR, ignore_errors=True)
-os.makedirs(METRICS_DIR, exist_ok=True)
+os.environ["PROMETHEUS_MULTIPROC_DIR"] = METRICS_DIR
+
+
+def on_exit(server: Any) -> None:
+    """Remove the metrics folder this master created."""
+    shutil.rmtree(METRICS_DIR, ignore_errors=True)
 
 
 def child_exit(server: Any, worker: Any) -> None:
@@ -40,7 +44,12 @@ def child_exit(server: Any, worker: Any) -> None:
 
 
 wsgi_app = "gateway.app:create_app()"
-bind = [f"{os.environ.get('GATEWAY_BIND', '0.0.0.0')}:{port}"]
+# The public listener, then the admin listener (gateway/worker.py tells them apart by address).
+bind = [
+    f"{settings.bind}:{settings.port}",
+    f"{settings.admin_bind}:{settings.admin_port}",
+]
+workers = settings.workers
 # One asyncio event loop per worker, HTTP parsed by llhttp (see gateway/worker.py and
 # gateway/front.py). Keep-alive, header and body deadlines are the gateway's own settings.
 worker_class = "gateway.worker.EventLoopWorker"

@@ -4,8 +4,11 @@ What is dropped follows RFC 9110 section 7.6.1 and werkzeug's proxy middleware: 
 headers, and every header that ``Connection`` names. Headers that only this gateway may set
 (``X-Forwarded-Proto/Host/Prefix``, and the ``Forwarded``, ``X-Real-IP``, ``X-Forwarded-Ssl``
 family that some servers trust for the scheme) are dropped from clients and set here.
-``X-Forwarded-For`` is appended to. Framing (``Content-Length``, ``Transfer-Encoding``) is never
+``X-Forwarded-For`` is appended to only behind trusted proxies. Framing (``Content-Length``, ``Transfer-Encoding``) is never
 copied: the gateway frames each message itself.
+
+Header names with an underscore are dropped, as nginx does by default: WSGI and CGI servers
+cannot tell ``X_Forwarded_For`` from ``X-Forwarded-For``, and some trust ``SCRIPT_NAME``.
 
 Everything works on bytes as llhttp delivers them, and names are lowered once per header; no
 process-wide cache keyed by client input exists.
@@ -63,6 +66,7 @@ class RequestHeaders:
     request_id: bytes = b""
     idempotency_key: bool = False
     forwarded_for: bytes = b""
+    forwarded_proto: bytes = b""
 
 
 def connection_tokens(value: bytes) -> frozenset[bytes]:
@@ -77,7 +81,10 @@ def classify(raw: list[tuple[bytes, bytes]]) -> RequestHeaders:
     for name, value in raw:
         lower = name.lower()
         if lower not in _DROPPED and lower not in _READ:
-            h.forward.append(name + b": " + value)
+            # Dropped as nginx's underscores_in_headers off does: in WSGI and CGI, X_Foo and
+            # X-Foo are the same variable, and SCRIPT_NAME is a real one that servers trust.
+            if b"_" not in name:
+                h.forward.append(name + b": " + value)
         elif lower == b"host":
             h.host, h.host_count = value, h.host_count + 1
         elif lower == b"content-length":
@@ -92,6 +99,8 @@ def classify(raw: list[tuple[bytes, bytes]]) -> RequestHeaders:
             h.request_id = value
         elif lower == b"x-forwarded-for":
             h.forwarded_for = value if not h.forwarded_for else h.forwarded_for + b", " + value
+        elif lower == b"x-forwarded-proto":
+            h.forwarded_proto = value.strip().lower()
         elif lower == b"idempotency-key":
             h.idempotency_key = True
             h.forward.append(name + b": " + value)
@@ -100,7 +109,9 @@ def classify(raw: list[tuple[bytes, bytes]]) -> RequestHeaders:
     return h
 
 
-_READ = frozenset({b"host", b"x-request-id", b"x-forwarded-for", b"idempotency-key"})
+_READ = frozenset(
+    {b"host", b"x-request-id", b"x-forwarded-for", b"x-forwarded-proto", b"idempotency-key"}
+)
 
 
 def upstream_head(
@@ -108,20 +119,28 @@ def upstream_head(
     target: bytes,
     headers: RequestHeaders,
     peer: str,
+    trusted_hops: int,
     prefix: bytes,
     request_id: str,
     length: int | None,
 ) -> bytes:
-    """The request line and headers to send upstream; *length* None means chunked."""
-    forwarded_for = peer.encode()
-    if headers.forwarded_for:
-        forwarded_for = headers.forwarded_for + b", " + forwarded_for
+    """The request line and headers to send upstream; *length* None means chunked.
+
+    As the edge (no trusted hops) the gateway states only what it saw: the peer's address and
+    plain http. Behind trusted proxies it keeps their ``X-Forwarded-For`` chain and scheme.
+    """
+    forwarded_for, proto = peer.encode(), b"http"
+    if trusted_hops:
+        if headers.forwarded_for:
+            forwarded_for = headers.forwarded_for + b", " + forwarded_for
+        if headers.forwarded_proto in (b"http", b"https"):
+            proto = headers.forwarded_proto
     lines = [
         method + b" " + target + b" HTTP/1.1",
         b"Host: " + headers.host,
         *headers.forward,
         b"X-Forwarded-For: " + forwarded_for,
-        b"X-Forwarded-Proto: http",
+        b"X-Forwarded-Proto: " + proto,
         b"X-Forwarded-Host: " + headers.host,
         b"X-Forwarded-Prefix: " + prefix,
         b"X-Request-ID: " + request_id.encode(),

@@ -22,6 +22,7 @@ from gateway import metrics
 from gateway.errors_json import error_body, status_line
 from gateway.front import response_head
 from gateway.headers import response_lines, upstream_head
+from gateway.policy import has_dot_segment, is_admin_path, routable
 from gateway.request import ClientError, ClientGone, Request
 from gateway.retry import RetryBudget, may_retry_status
 from gateway.routing import Route, RouteTable
@@ -56,13 +57,17 @@ class Proxy:
         self.pool = pool or Pool(settings.connect_timeout)
         self.budget = RetryBudget(settings.retry_budget_ratio, settings.retry_budget_floor)
         self.routes = RouteTable([])
+        self.services: Mapping[str, Service] = {}
         self._pickers: dict[tuple[str, str], Picker] = {}
         self.on_services(watcher.services)
         watcher.add_listener(self.on_services)
 
     def on_services(self, services: Mapping[str, Service]) -> None:
         """Rebuild the route table when the snapshot changes (called by the watcher)."""
-        self.routes = RouteTable.build(services, self.settings.balancer)
+        self.services = routable(services, self.settings.upstream_cidrs)
+        self.routes = RouteTable.build(
+            self.services, self.settings.balancer, self.settings.route_claims, self.routes
+        )
         metrics.set_last_sync(self.watcher.last_success)
         passing = {i.id for svc in services.values() for i in svc.passing}
         for instance_id in self.stats.observe(passing):
@@ -102,7 +107,7 @@ class Proxy:
     async def _handle(self, req: Request) -> None:
         target = req.target
         path, _, query = target.partition(b"?")
-        if (b"." in path or b"%" in path) and _has_dot_segment(path):
+        if has_dot_segment(path):
             raise ClientError(400, "bad_path", "the path has a '.' or '..' segment")
         matched = self.routes.match(path.decode("latin-1"))
         if matched is None:
@@ -117,21 +122,27 @@ class Proxy:
             return
         route, upstream_path = matched
         req.label = route.service
-        service = self.watcher.services.get(route.service)
+        raw_path = upstream_path.encode("latin-1")
+        if route.service not in self.settings.expose_admin and is_admin_path(raw_path):
+            self.error(
+                req, 404, "not_routed", "the gateway does not route a service's /admin paths"
+            )
+            return
+        service = self.services.get(route.service)
         if service is None or not service.passing:
             self.error(
                 req, 503, "no_passing_instance", f"service {route.service!r} has no passing instance",
                 service=route.service,
             )  # fmt: skip
             return
-        upstream_target = upstream_path.encode("latin-1") + (b"?" + query if query else b"")
+        upstream_target = raw_path + (b"?" + query if query else b"")
         body: bytes | None = b""
         if req.has_body:
             body = await req.read_body(self.settings.buffer_body)
         assert req.headers is not None
         length = len(body) if body is not None else req.content_length
         head = upstream_head(
-            req.method, upstream_target, req.headers, req.conn.peer,
+            req.method, upstream_target, req.headers, req.conn.peer, self.settings.trusted_hops,
             route.prefix.encode("latin-1"), req.request_id, length,
         )  # fmt: skip
         self.budget.record_request()
@@ -305,7 +316,8 @@ class Proxy:
     ) -> None:
         lines = response_lines(answer.headers)
         lines.append(b"X-Request-ID: " + req.request_id.encode())
-        lines.append(b"X-Upstream-Instance: " + instance.id.encode("latin-1"))
+        if self.settings.debug_headers:
+            lines.append(b"X-Upstream-Instance: " + instance.id.encode("latin-1"))
         line = status_line(answer.status, answer.reason)
         client = req.conn
         keep_alive = req.keep_alive and not client.server.closing
@@ -384,10 +396,3 @@ async def _framed(chunks: AsyncIterator[bytes], chunked: bool) -> AsyncIterator[
         yield b"%x\r\n%s\r\n" % (len(data), data) if chunked else data
     if chunked:
         yield b"0\r\n\r\n"
-
-
-def _has_dot_segment(path: bytes) -> bool:
-    """Whether a path has a ``.`` or ``..`` segment, percent-encoded or not."""
-    return any(
-        segment.lower().replace(b"%2e", b".") in (b".", b"..") for segment in path.split(b"/")
-    )

@@ -22,7 +22,9 @@ from discovery.balancer import STRATEGIES
 from discovery.model import Service
 
 log = logging.getLogger(__name__)
-_PREFIX = re.compile(r"^(/[A-Za-z0-9._~-]+)+$")
+PREFIX = re.compile(r"^(/[A-Za-z0-9._~-]+)+$")
+# A service name that is one path segment; "_" and "." may not lead ("/_gateway" is reserved).
+NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._~-]*$")
 FALSE = {"no", "false", "0", "off"}
 
 
@@ -54,7 +56,7 @@ def route_for(service: Service, default_balancer: str) -> Route | None:
     if options.get("expose", "").lower() in FALSE:
         return None
     prefix = options.get("prefix", f"/{service.name}").rstrip("/") or f"/{service.name}"
-    if not _PREFIX.match(prefix):
+    if not PREFIX.match(prefix):
         log.warning("service %s: ignoring invalid gateway prefix %r", service.name, prefix)
         prefix = f"/{service.name}"
     balancer = options.get("lb", default_balancer)
@@ -76,20 +78,50 @@ class RouteTable:
         self._multi = [r for r in self.routes if r.prefix.count("/") > 1]
 
     @classmethod
-    def build(cls, services: Mapping[str, Service], default_balancer: str) -> RouteTable:
-        """Routes for every exposed service; on a prefix clash the first name wins."""
-        routes: dict[str, Route] = {}
+    def build(
+        cls,
+        services: Mapping[str, Service],
+        default_balancer: str,
+        claims: Mapping[str, frozenset[str]] | None = None,
+        previous: RouteTable | None = None,
+    ) -> RouteTable:
+        """Routes for every exposed service, owned as the gateway's configuration allows.
+
+        A service owns ``/<its name>``. It may serve under another prefix only if *claims*
+        (``GATEWAY_ROUTE_CLAIMS``) allows that prefix for it; otherwise it keeps its own. A
+        prefix is never taken from its owner: a service's own name wins over any claim, and
+        between two allowed claimants the one routed there before keeps it (then the first
+        name). The refused claim is logged. Whoever can register in Consul thus cannot take
+        another service's route by picking a name that sorts first.
+        """
+        claims = claims or {}
+        held = {r.prefix: r.service for r in previous.routes} if previous else {}
+        wanted: list[tuple[int, str, Route]] = []
         for name in sorted(services):
             route = route_for(services[name], default_balancer)
             if route is None:
                 continue
-            if route.prefix in routes:
+            own = f"/{name}"
+            if not NAME.match(name):
+                log.warning("service %r: its name cannot be a path prefix; not routed", name)
+                continue
+            if route.prefix != own and route.prefix not in claims.get(name, frozenset()):
                 log.warning(
-                    "prefix %s of %s is taken by %s",
-                    route.prefix,
-                    name,
-                    routes[route.prefix].service,
-                )
+                    "service %s: claim of %s refused (not in GATEWAY_ROUTE_CLAIMS); serving %s",
+                    name, route.prefix, own,
+                )  # fmt: skip
+                route = Route(own, name, route.balancer)
+            # Own names first, then claims the gateway routed before, then the rest by name.
+            rank = 0 if route.prefix == own else 1 if held.get(route.prefix) == name else 2
+            wanted.append((rank, name, route))
+        routes: dict[str, Route] = {}
+        for _, name, route in sorted(wanted, key=lambda w: (w[0], w[1])):
+            owner = routes.get(route.prefix)
+            if owner is not None:
+                log.warning(
+                    "service %s: prefix %s is owned by %s; claim refused",
+                    name, route.prefix, owner.service,
+                )  # fmt: skip
                 continue
             routes[route.prefix] = route
         return cls(list(routes.values()))

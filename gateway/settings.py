@@ -5,18 +5,24 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from ipaddress import IPv4Network, IPv6Network, ip_network
 from pathlib import Path
 
 from discovery import env
 from discovery.balancer import DEFAULT_STRATEGY, STRATEGIES
+from discovery.errors import SettingsError
 from discovery.settings import ConsulSettings
 from discovery.stats import EjectionPolicy
+from gateway.routing import PREFIX
 
 
 @dataclass(frozen=True)
 class GatewaySettings:
     """Everything the gateway's proxy core and admin API need to know."""
 
+    bind: str = "0.0.0.0"
+    port: int = 8080
+    workers: int = 2
     balancer: str = DEFAULT_STRATEGY
     connect_timeout: float = 1.0
     try_timeout: float = 15.0
@@ -38,6 +44,19 @@ class GatewaySettings:
     buffer_body: int = 1024 * 1024
     max_body_size: int = 64 * 1024 * 1024
     access_log: bool = False
+    # Who may do what (see README "Threat model").
+    admin_bind: str = "127.0.0.1"
+    admin_port: int = 9090
+    admin_token: str | None = field(default=None, repr=False)
+    admin_detail: bool = False
+    debug_headers: bool = False
+    expose_admin: frozenset[str] = frozenset()
+    trusted_hops: int = 0
+    route_claims: Mapping[str, frozenset[str]] = field(default_factory=dict)
+    upstream_cidrs: tuple[IPNetwork, ...] = ()
+    rate_limit: float = 0.0
+    rate_burst: float = 0.0
+    max_inflight: int = 0
     snapshot_file: Path | None = None
     ejection: EjectionPolicy = field(default_factory=EjectionPolicy)
     consul: ConsulSettings = field(default_factory=ConsulSettings)
@@ -47,7 +66,11 @@ class GatewaySettings:
         """Read the ``GATEWAY_*`` and ``CONSUL_*`` variables."""
         e = os.environ if environ is None else environ
         snapshot = e.get("GATEWAY_SNAPSHOT_FILE", "").strip()
+        rate = env.get_float(e, "GATEWAY_RATE_LIMIT", 0.0, 0, 1e6)
         return cls(
+            bind=env.get_str(e, "GATEWAY_BIND", "0.0.0.0"),
+            port=env.get_int(e, "GATEWAY_PORT", 8080, 1, 65535),
+            workers=env.get_int(e, "WEB_CONCURRENCY", 2, 1, 64),
             balancer=env.get_choice(e, "GATEWAY_BALANCER", DEFAULT_STRATEGY, tuple(STRATEGIES)),
             connect_timeout=env.get_duration(e, "GATEWAY_CONNECT_TIMEOUT", "1s", lo=0.01, hi=60),
             try_timeout=env.get_duration(e, "GATEWAY_TRY_TIMEOUT", "15s", lo=0.01, hi=3600),
@@ -70,6 +93,18 @@ class GatewaySettings:
             buffer_body=env.get_int(e, "GATEWAY_BUFFER_BODY", 1024 * 1024, 0, 1 << 30),
             max_body_size=env.get_int(e, "GATEWAY_MAX_BODY_SIZE", 64 * 1024 * 1024, 0, 1 << 40),
             access_log=env.get_bool(e, "ACCESS_LOG", False),
+            admin_bind=env.get_str(e, "GATEWAY_ADMIN_BIND", "127.0.0.1"),
+            admin_port=_admin_port(e),
+            admin_token=env.get_secret(e, "GATEWAY_ADMIN_TOKEN"),
+            admin_detail=env.get_bool(e, "GATEWAY_ADMIN_DETAIL", False),
+            debug_headers=env.get_bool(e, "GATEWAY_DEBUG_HEADERS", False),
+            expose_admin=frozenset(env.get_list(e, "GATEWAY_EXPOSE_ADMIN")),
+            trusted_hops=env.get_int(e, "GATEWAY_TRUSTED_HOPS", 0, 0, 10),
+            route_claims=_claims(e),
+            upstream_cidrs=_cidrs(e),
+            rate_limit=rate,
+            rate_burst=env.get_float(e, "GATEWAY_RATE_BURST", 2 * rate, 0, 2e6),
+            max_inflight=env.get_int(e, "GATEWAY_MAX_INFLIGHT", 0, 0, 1_000_000),
             snapshot_file=Path(snapshot) if snapshot else None,
             ejection=EjectionPolicy(
                 consecutive_failures=env.get_int(e, "GATEWAY_EJECT_AFTER", 3, 1, 1000),
@@ -79,3 +114,39 @@ class GatewaySettings:
             ),
             consul=ConsulSettings.from_env(e),
         )
+
+
+IPNetwork = IPv4Network | IPv6Network
+
+
+def _claims(e: Mapping[str, str]) -> dict[str, frozenset[str]]:
+    """``GATEWAY_ROUTE_CLAIMS``: ``service=/prefix`` pairs, a service may appear more than once."""
+    claims: dict[str, set[str]] = {}
+    for item in env.get_list(e, "GATEWAY_ROUTE_CLAIMS"):
+        service, sep, prefix = item.partition("=")
+        if not sep or not service.strip() or not PREFIX.match(prefix.strip()):
+            raise SettingsError(
+                f"GATEWAY_ROUTE_CLAIMS: expected service=/prefix pairs, got {item!r}"
+            )
+        claims.setdefault(service.strip(), set()).add(prefix.strip())
+    return {k: frozenset(v) for k, v in claims.items()}
+
+
+def _cidrs(e: Mapping[str, str]) -> tuple[IPNetwork, ...]:
+    """``GATEWAY_UPSTREAM_CIDRS``: the address ranges instances may be in (empty: any)."""
+    networks = []
+    for item in env.get_list(e, "GATEWAY_UPSTREAM_CIDRS"):
+        try:
+            networks.append(ip_network(item, strict=False))
+        except ValueError:
+            raise SettingsError(
+                f"GATEWAY_UPSTREAM_CIDRS: expected CIDRs such as 10.0.0.0/8, got {item!r}"
+            ) from None
+    return tuple(networks)
+
+
+def _admin_port(e: Mapping[str, str]) -> int:
+    port = env.get_int(e, "GATEWAY_ADMIN_PORT", 9090, 1, 65535)
+    if port == env.get_int(e, "GATEWAY_PORT", 8080, 1, 65535):
+        raise SettingsError("GATEWAY_ADMIN_PORT: must differ from GATEWAY_PORT")
+    return port

@@ -74,13 +74,21 @@ class EventLoopWorker(Worker):  # type: ignore[misc]
         loop = asyncio.get_running_loop()
         gateway: Gateway = self.wsgi
         front = FrontServer(gateway.settings, gateway)
-        servers = [
-            await loop.create_server(front.protocol, sock=s.sock, backlog=self.cfg.backlog)
-            for s in self.sockets
-        ]
-        if self.sockets:
-            gateway.server_address = self.sockets[0].sock.getsockname()[:2]
+        admin = FrontServer(gateway.settings, gateway.admin)
+        servers = []
+        for listener in self.sockets:
+            address = listener.sock.getsockname()
+            # gunicorn binds both listeners (gateway/gunicorn.conf.py); the port tells them apart.
+            plane = admin if address[1] == gateway.settings.admin_port else front
+            if plane is admin:
+                gateway.server_address = address[:2]
+            servers.append(
+                await loop.create_server(
+                    plane.protocol, sock=listener.sock, backlog=self.cfg.backlog
+                )
+            )
         front.start(loop)
+        admin.start(loop)
         self._wake = asyncio.Event()
         while self.alive:
             self.notify()
@@ -93,9 +101,11 @@ class EventLoopWorker(Worker):  # type: ignore[misc]
             server.close()
         if self.graceful:
             front.begin_shutdown()
+            admin.begin_shutdown()
             deadline = loop.time() + self.cfg.graceful_timeout
-            while front.connections and loop.time() < deadline:
+            while (front.connections or admin.connections) and loop.time() < deadline:
                 self.notify()
                 await asyncio.sleep(0.05)
         front.stop()
+        admin.stop()
         metrics.TALLY.flush()

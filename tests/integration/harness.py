@@ -17,6 +17,7 @@ from typing import Any, TypeVar
 import requests
 
 from tests import polling
+from tests.consul_double.launcher import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 GUNICORN = str(Path(sys.executable).with_name("gunicorn"))
@@ -45,6 +46,17 @@ class Process:
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
+    @property
+    def admin_auth(self) -> dict[str, str]:
+        """The admin API's Authorization header, if this gateway has a token file."""
+        path = self.env.get("GATEWAY_ADMIN_TOKEN_FILE")
+        return {"Authorization": f"Bearer {Path(path).read_text().strip()}"} if path else {}
+
+    @property
+    def admin_url(self) -> str:
+        """A gateway's admin listener (``/_gateway/*`` is served there only)."""
+        return f"http://127.0.0.1:{self.env['GATEWAY_ADMIN_PORT']}"
+
     def start(self) -> Process:
         with self.log_path.open("ab") as log:
             self.popen = subprocess.Popen(
@@ -65,6 +77,8 @@ class Process:
                 raise AssertionError(
                     f"{self.name} exited with {self.popen.returncode}:\n{self.log()}"
                 )
+            if path.startswith("/_gateway/"):
+                return requests.get(self.admin_url + path, headers=self.admin_auth, timeout=1).ok
             return requests.get(self.url + path, timeout=1).ok
 
         wait_for(ready, timeout, f"{self.name} to answer {path}")
@@ -127,10 +141,16 @@ def service_env(name: str, port: int, consul: str, **extra: str) -> dict[str, st
 
 
 def gateway_env(port: int, consul: str, **extra: str) -> dict[str, str]:
-    """Environment of a gateway on loopback."""
+    """Environment of a gateway on loopback, its admin listener on a free port of its own.
+
+    Tests read instance details from ``/_gateway/routes``, so the detailed view is on; the
+    default (off) is checked by the tests of the admin plane.
+    """
     return {
         "GATEWAY_PORT": str(port),
         "GATEWAY_BIND": "127.0.0.1",
+        "GATEWAY_ADMIN_PORT": str(free_port()),
+        "GATEWAY_ADMIN_DETAIL": "true",
         "CONSUL_HTTP_ADDR": consul,
         "WEB_CONCURRENCY": "2",
         "GATEWAY_WATCH_WAIT": "10s",

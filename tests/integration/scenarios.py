@@ -71,7 +71,7 @@ def failover(gateway: Process, replicas: list[Process], settle: float = 2.0) -> 
 
 def out_of_rotation(gateway: Process, ident: str) -> bool:
     """Whether the gateway (the worker that answers) no longer routes to *ident*."""
-    body = requests.get(f"{gateway.url}/_gateway/routes", timeout=5).json()
+    body = requests.get(f"{gateway.admin_url}/_gateway/routes", timeout=5).json()
     for service in body["services"]:
         for inst in service["instances"]:
             if inst["id"] == ident:
@@ -139,5 +139,5 @@ def consul_outage(gateway: Process, consul: ConsulDouble, seconds: float, replic
 
 
 def gateway_health(gateway: Process) -> dict[str, object]:
-    body: dict[str, object] = requests.get(f"{gateway.url}/_gateway/health", timeout=5).json()
+    body: dict[str, object] = requests.get(f"{gateway.admin_url}/_gateway/health", timeout=5).json()
     return body

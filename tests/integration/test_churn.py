@@ -44,7 +44,7 @@ def served(gateway: Process, n: int) -> Counter[str]:
 
 def routed_to(gateway: Process, ids: set[str]) -> Callable[[], bool]:
     def check() -> bool:
-        body = requests.get(f"{gateway.url}/_gateway/routes", timeout=5).json()
+        body = requests.get(f"{gateway.admin_url}/_gateway/routes", timeout=5).json()
         catalog = next((s for s in body["services"] if s["service"] == "catalog"), None)
         return (
             catalog is not None

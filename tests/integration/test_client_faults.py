@@ -59,7 +59,7 @@ def strict(start_gateway: Callable[..., Process], echo: str) -> Process:
 
 
 def instance_state(gateway: Process, ident: str) -> dict[str, Any]:
-    body = requests.get(f"{gateway.url}/_gateway/routes", timeout=5).json()
+    body = requests.get(f"{gateway.admin_url}/_gateway/routes", timeout=5).json()
     found = [i for s in body["services"] for i in s["instances"] if i["id"] == ident]
     assert found, body
     state: dict[str, Any] = found[0]
@@ -67,7 +67,7 @@ def instance_state(gateway: Process, ident: str) -> dict[str, Any]:
 
 
 def aborts(gateway: Process) -> float:
-    text = requests.get(f"{gateway.url}/_gateway/metrics", timeout=5).text
+    text = requests.get(f"{gateway.admin_url}/_gateway/metrics", timeout=5).text
     return sum(
         sample.value
         for family in text_string_to_metric_families(text)

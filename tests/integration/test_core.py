@@ -143,7 +143,7 @@ def test_service_without_passing_instance_is_a_503_json_error(
 
 
 def test_admin_routes_list_services_instances_and_health(stack: dict[str, list[Process]]) -> None:
-    body = requests.get(f"{stack['gateway'][0].url}/_gateway/routes", timeout=5).json()
+    body = requests.get(f"{stack['gateway'][0].admin_url}/_gateway/routes", timeout=5).json()
     catalog = next(s for s in body["services"] if s["service"] == "catalog")
     assert catalog["prefix"] == "/catalog"
     assert catalog["passing"] == 3
@@ -152,7 +152,7 @@ def test_admin_routes_list_services_instances_and_health(stack: dict[str, list[P
 
 
 def test_gateway_health_reports_fresh_consul_data(stack: dict[str, list[Process]]) -> None:
-    response = requests.get(f"{stack['gateway'][0].url}/_gateway/health", timeout=5)
+    response = requests.get(f"{stack['gateway'][0].admin_url}/_gateway/health", timeout=5)
     assert response.status_code == 200
     assert response.json()["status"] == "ok"
     assert response.json()["stale"] is False
@@ -166,7 +166,7 @@ def test_metrics_count_requests_by_service_and_code(stack: dict[str, list[Proces
 
     def scraped() -> dict[str, float] | None:
         # Each worker hands its counts to Prometheus within a second: poll for them.
-        text = requests.get(f"{gateway.url}/_gateway/metrics", timeout=5).text
+        text = requests.get(f"{gateway.admin_url}/_gateway/metrics", timeout=5).text
         found = {
             line.rsplit(" ", 1)[0]: float(line.rsplit(" ", 1)[1])
             for line in text.splitlines()

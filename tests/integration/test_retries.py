@@ -83,7 +83,7 @@ def test_retry_budget_stops_retries_when_spent(
     failed = [r for r in responses if r.status_code != 200]
     assert failed, "with a spent budget some 503s must reach the client"
     assert all(r.status_code == 503 for r in failed)
-    health = requests.get(f"{gateway.url}/_gateway/health", timeout=5).json()
+    health = requests.get(f"{gateway.admin_url}/_gateway/health", timeout=5).json()
     assert health["retry_budget_denied"] >= len(failed) - 2
 
 
@@ -96,7 +96,7 @@ def test_failing_instance_is_ejected_and_gets_no_more_traffic(
     send(gateway, "GET", 20)  # retried, so all succeed, while the bad instance collects failures
 
     def bad_is_ejected() -> bool:
-        body = requests.get(f"{gateway.url}/_gateway/routes", timeout=5).json()
+        body = requests.get(f"{gateway.admin_url}/_gateway/routes", timeout=5).json()
         flaky_svc = next(s for s in body["services"] if s["service"] == "flaky")
         return any(i["id"] == flaky["bad"] and i["ejected"] for i in flaky_svc["instances"])
 
@@ -147,7 +147,7 @@ def test_gateway_starts_from_its_snapshot_file_while_consul_is_down(
         cold = start_gateway(GATEWAY_SNAPSHOT_FILE=str(snapshot), WEB_CONCURRENCY="1")
         responses = send(cold, "GET", 10)
         assert [r.status_code for r in responses] == [200] * 10
-        health = requests.get(f"{cold.url}/_gateway/health", timeout=5)
+        health = requests.get(f"{cold.admin_url}/_gateway/health", timeout=5)
         assert health.status_code == 200
         assert health.json()["stale"] is True
         assert health.json()["discovery"]["from_snapshot_file"] is True
@@ -164,7 +164,9 @@ def test_gateway_without_consul_or_snapshot_answers_503_not_synced(
         response = requests.get(f"{gateway.url}/flaky/x", timeout=5)
         assert response.status_code == 503
         assert response.json()["error"] == "not_synced"
-        assert requests.get(f"{gateway.url}/_gateway/health", timeout=5).json()["stale"] is True
+        assert (
+            requests.get(f"{gateway.admin_url}/_gateway/health", timeout=5).json()["stale"] is True
+        )
     finally:
         consul.start()
     # Once Consul answers, the gateway tells unknown services from unread ones by itself.

@@ -64,7 +64,7 @@ def gateway(
     )
 
     def routed() -> bool:
-        body = requests.get(f"{gw.url}/_gateway/routes", timeout=2).json()
+        body = requests.get(f"{gw.admin_url}/_gateway/routes", timeout=2).json()
         passing = {s["service"] for s in body["services"] if s["passing"]}
         return passing >= set(SCRIPTS)
 

@@ -13,9 +13,11 @@ from gateway.headers import (
 )
 
 
-def sent(*raw: tuple[bytes, bytes], peer: str = "203.0.113.9") -> dict[bytes, list[bytes]]:
+def sent(
+    *raw: tuple[bytes, bytes], peer: str = "203.0.113.9", hops: int = 0
+) -> dict[bytes, list[bytes]]:
     """The headers the gateway would send upstream for a client's *raw* headers."""
-    head = upstream_head(b"GET", b"/x", classify(list(raw)), peer, b"/echo", "rid-1", 0)
+    head = upstream_head(b"GET", b"/x", classify(list(raw)), peer, hops, b"/echo", "rid-1", 0)
     lines = head.split(b"\r\n")[1:-2]
     out: dict[bytes, list[bytes]] = {}
     for line in lines:
@@ -58,9 +60,23 @@ def test_forwarded_headers_are_added() -> None:
     assert out[b"content-length"] == [b"0"]
 
 
-def test_forwarded_for_appends_to_the_client_chain() -> None:
-    out = sent((b"Host", b"h"), (b"X-Forwarded-For", b"198.51.100.1"))
+def test_as_the_edge_the_gateway_states_only_what_it_saw() -> None:
+    out = sent(
+        (b"Host", b"h"), (b"X-Forwarded-For", b"198.51.100.1"), (b"X-Forwarded-Proto", b"https")
+    )
+    assert out[b"x-forwarded-for"] == [b"203.0.113.9"]
+    assert out[b"x-forwarded-proto"] == [b"http"]
+
+
+def test_behind_a_trusted_proxy_its_chain_and_scheme_are_kept() -> None:
+    out = sent(
+        (b"Host", b"h"),
+        (b"X-Forwarded-For", b"198.51.100.1"),
+        (b"X-Forwarded-Proto", b"https"),
+        hops=1,
+    )
     assert out[b"x-forwarded-for"] == [b"198.51.100.1, 203.0.113.9"]
+    assert out[b"x-forwarded-proto"] == [b"https"]
 
 
 @pytest.mark.parametrize(
@@ -86,7 +102,7 @@ def test_client_framing_is_never_copied() -> None:
     assert headers == RequestHeaders(
         forward=[], host=b"h", host_count=1, content_length=5, expect_continue=True
     )
-    head = upstream_head(b"POST", b"/", headers, "p", b"/e", "r", None)
+    head = upstream_head(b"POST", b"/", headers, "p", 0, b"/e", "r", None)
     assert b"Transfer-Encoding: chunked" in head and b"Content-Length" not in head
 
 
@@ -112,3 +128,8 @@ def test_response_hop_by_hop_headers_are_stripped() -> None:
         b"Set-Cookie: a=1",
         b"Set-Cookie: b=2",
     ]
+
+
+@pytest.mark.parametrize("name", [b"SCRIPT_NAME", b"X_Forwarded_For", b"Remote_User"])
+def test_header_names_with_underscores_are_dropped(name: bytes) -> None:
+    assert name.lower() not in sent((b"Host", b"h"), (name, b"/echo"))

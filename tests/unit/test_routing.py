@@ -21,6 +21,7 @@ TABLE = RouteTable.build(
         "internal": service("internal", tags=("gateway.expose=false",)),
     },
     "least_outstanding",
+    claims={"shop": frozenset({"/api/shop"})},
 )
 
 
@@ -80,13 +81,38 @@ def test_invalid_options_fall_back_to_defaults(
     assert (route.prefix, route.balancer) == (prefix, balancer)
 
 
-def test_prefix_clash_keeps_the_first_service_by_name() -> None:
-    table = RouteTable.build(
-        {
-            "a": service("a", meta={"gateway-prefix": "/x"}),
-            "b": service("b", meta={"gateway-prefix": "/x"}),
-        },
-        "random",
-    )
-    matched = table.match("/x/1")
-    assert matched is not None and matched[0].service == "a"
+def test_a_claim_outside_the_allowlist_keeps_the_services_own_prefix() -> None:
+    table = RouteTable.build({"aaa": service("aaa", meta={"gateway-prefix": "/x"})}, "random")
+    assert table.match("/x/1") is None
+    matched = table.match("/aaa/1")
+    assert matched is not None and matched[0].service == "aaa"
+
+
+def test_no_name_can_take_another_services_own_prefix() -> None:
+    # The attack of the security review: "aaa" sorts before "catalog" and claims /catalog.
+    services = {
+        "aaa": service("aaa", meta={"gateway-prefix": "/catalog"}),
+        "catalog": service("catalog"),
+    }
+    for claims in ({}, {"aaa": frozenset({"/catalog"})}):
+        matched = RouteTable.build(services, "random", claims).match("/catalog/items")
+        assert matched is not None and matched[0].service == "catalog"
+
+
+def test_between_two_allowed_claimants_the_incumbent_keeps_the_prefix() -> None:
+    claims = {"a": frozenset({"/x"}), "b": frozenset({"/x"})}
+    only_b = RouteTable.build({"b": service("b", meta={"gateway-prefix": "/x"})}, "r", claims)
+    both = {
+        "a": service("a", meta={"gateway-prefix": "/x"}),
+        "b": service("b", meta={"gateway-prefix": "/x"}),
+    }
+    matched = RouteTable.build(both, "random", claims, previous=only_b).match("/x/1")
+    assert matched is not None and matched[0].service == "b"
+    fresh = RouteTable.build(both, "random", claims).match("/x/1")
+    assert fresh is not None and fresh[0].service == "a"
+
+
+@pytest.mark.parametrize("name", ["a/b", "_gateway", "x y", "#"])
+def test_a_service_whose_name_is_no_path_segment_is_not_routed(name: str) -> None:
+    table = RouteTable.build({name: service(name)}, "random")
+    assert table.routes == []

@@ -1,0 +1,87 @@
+"""What the gateway lets through, as pure functions: paths, admin paths, upstreams, clients.
+
+Every input here is hostile: paths come from clients, addresses and names from whoever can
+write to Consul, and forwarding headers from clients unless a trusted proxy set them.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from ipaddress import ip_address
+from urllib.parse import unquote_to_bytes
+
+from discovery.model import Service
+from gateway.settings import IPNetwork
+
+log = logging.getLogger(__name__)
+
+
+def decoded(path: bytes) -> bytes:
+    """*path* with its percent-escapes decoded, as most upstream frameworks will see it."""
+    return unquote_to_bytes(path) if b"%" in path else path
+
+
+def has_dot_segment(path: bytes) -> bool:
+    """Whether *path*, decoded, has a ``.`` or ``..`` segment (``%2e%2e``, ``..%2F`` too)."""
+    if b"." not in path and b"%" not in path:
+        return False
+    return any(segment in (b".", b"..") for segment in decoded(path).split(b"/"))
+
+
+def is_admin_path(upstream_path: bytes) -> bool:
+    """Whether a service would serve *upstream_path* from its ``/admin`` tree.
+
+    Decoded and with empty segments skipped, as werkzeug routes it: ``/%61dmin/faults`` and
+    ``//admin/faults`` are the fault knobs too.
+    """
+    lowered = decoded(upstream_path).lower()
+    if b"admin" not in lowered:
+        return False
+    first = next((s for s in lowered.split(b"/") if s), b"")
+    return first == b"admin"
+
+
+def within(address: str, networks: tuple[IPNetwork, ...]) -> bool:
+    """Whether *address* is an IP address inside one of *networks* (a host name never is)."""
+    try:
+        ip = ip_address(address)
+    except ValueError:
+        return False
+    return any(ip in network for network in networks)
+
+
+def routable(
+    services: Mapping[str, Service], networks: tuple[IPNetwork, ...]
+) -> Mapping[str, Service]:
+    """*services* without the instances whose address is outside *networks* (none: all pass)."""
+    if not networks:
+        return services
+    kept: dict[str, Service] = {}
+    for name, service in services.items():
+        allowed = [i for i in service.instances if within(i.address, networks)]
+        if len(allowed) != len(service.instances):
+            refused = sorted(i.id for i in service.instances if i not in allowed)
+            log.warning("%s: not routing %s: address outside GATEWAY_UPSTREAM_CIDRS", name, refused)
+            kept[name] = Service.of(name, allowed)
+        else:
+            kept[name] = service
+    return kept
+
+
+def client_address(peer: str, forwarded_for: bytes, trusted_hops: int) -> str:
+    """The client's address: the peer, or the entry the nearest trusted proxy added.
+
+    With *trusted_hops* proxies in front, the last *trusted_hops* entries of
+    ``X-Forwarded-For`` were written by them; the one before is the client they saw. Entries
+    further left were written by the client itself and are never believed.
+    """
+    if trusted_hops == 0 or not forwarded_for:
+        return peer
+    entries = [e.strip() for e in forwarded_for.decode("latin-1").split(",")]
+    chain = [*entries, peer]
+    candidate = chain[-(trusted_hops + 1)] if len(chain) > trusted_hops else chain[0]
+    try:
+        return str(ip_address(candidate))
+    except ValueError:
+        return peer

@@ -1,0 +1,239 @@
+"""Who may do what, replayed the way the security review attacked (issue 9's findings).
+
+Each test is named for the finding it closes. Requests go over raw sockets or plain HTTP to a
+real gateway in front of a real echo service; the gateway keeps serving ordinary requests
+throughout.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+import requests
+
+from tests.consul_double.launcher import ConsulDouble, free_port
+from tests.integration.conftest import StartService
+from tests.integration.harness import Process, passing_ids, wait_for
+from tests.integration.hostile_upstream import HostileUpstream, plain
+from tests.integration.rawhttp import Answer, request
+
+pytestmark = pytest.mark.integration
+TOKEN = "test-admin-token-7f3a"
+KNOB_PATHS = [
+    "/echo/admin/faults",
+    "/echo//admin/faults",
+    "/echo/%61dmin/faults",
+    "/echo/ADMIN/faults",
+    "/echo/admin",
+]
+
+
+@pytest.fixture(scope="module")
+def echo(start_service: StartService, consul: ConsulDouble) -> Process:
+    proc = start_service("echo")
+    wait_for(lambda: passing_ids(consul.addr, "echo"), 15, "a passing echo instance")
+    return proc
+
+
+def routed(start_gateway: Callable[..., Process], **env: str) -> Process:
+    gw = start_gateway(**env)
+    wait_for(lambda: requests.get(f"{gw.url}/echo/", timeout=2).ok, 10, "a route to echo")
+    return gw
+
+
+@pytest.fixture(scope="module")
+def gateway(
+    start_gateway: Callable[..., Process], echo: Process, tmp_path_factory: pytest.TempPathFactory
+) -> Process:
+    token_file = tmp_path_factory.mktemp("secrets") / "admin-token"
+    token_file.write_text(TOKEN + "\n")
+    # The defaults users get, but for the admin token: no detail, no debug headers.
+    return routed(
+        start_gateway,
+        GATEWAY_ADMIN_DETAIL="false",
+        GATEWAY_ADMIN_TOKEN_FILE=str(token_file),
+        WEB_CONCURRENCY="1",
+    )
+
+
+# -- finding 1: fault knobs open to the world ---------------------------------------------
+
+
+@pytest.mark.parametrize("path", KNOB_PATHS)
+def test_finding_1_fault_knobs_are_not_routed(gateway: Process, echo: Process, path: str) -> None:
+    attack = requests.put(f"{gateway.url}{path}", json={"fail_health": True}, timeout=5)
+    assert attack.status_code == 404
+    assert attack.json()["error"] == "not_routed"
+    knobs = requests.get(f"{echo.url}/admin/faults", timeout=5).json()
+    assert knobs["fail_health"] is False
+    assert requests.get(f"{gateway.url}/echo/", timeout=5).status_code == 200
+
+
+def test_finding_1_an_operator_may_opt_a_service_in(
+    start_gateway: Callable[..., Process], echo: Process
+) -> None:
+    gw = routed(start_gateway, GATEWAY_EXPOSE_ADMIN="echo")
+    seen = requests.get(f"{gw.url}/echo/admin/faults", timeout=5)
+    assert seen.status_code == 200 and "fail_health" in seen.json()
+
+
+# -- finding 2: client headers steering routing or the scheme ------------------------------
+
+
+def test_finding_2_a_script_name_header_cannot_change_the_route(gateway: Process) -> None:
+    reply = request(
+        gateway.port, b"GET /echo/catalog/items HTTP/1.1\r\nHost: gw\r\nSCRIPT_NAME: /echo\r\n\r\n"
+    )
+    assert isinstance(reply, Answer) and reply.status == 200
+    assert reply.json()["path"] == "/catalog/items"  # echo answered, with the path it got
+    admin = request(
+        gateway.port, b"GET /zzz/_gateway/routes HTTP/1.1\r\nHost: gw\r\nSCRIPT_NAME: /zzz\r\n\r\n"
+    )
+    assert isinstance(admin, Answer) and admin.status == 404
+
+
+def test_finding_2_forwarding_headers_from_a_client_are_not_believed(gateway: Process) -> None:
+    seen = requests.get(
+        f"{gateway.url}/echo/",
+        headers={"X-Forwarded-Proto": "https", "X-Forwarded-For": "10.9.9.9"},
+        timeout=5,
+    ).json()["headers"]
+    headers = {k.lower(): v for k, v in seen.items()}
+    assert headers["x-forwarded-proto"] == "http"
+    assert headers["x-forwarded-for"] == "127.0.0.1"
+
+
+def test_finding_2_behind_a_trusted_proxy_its_headers_count(
+    start_gateway: Callable[..., Process], echo: Process
+) -> None:
+    gw = routed(start_gateway, GATEWAY_TRUSTED_HOPS="1")
+    seen = requests.get(
+        f"{gw.url}/echo/",
+        headers={"X-Forwarded-Proto": "https", "X-Forwarded-For": "198.51.100.4"},
+        timeout=5,
+    ).json()["headers"]
+    headers = {k.lower(): v for k, v in seen.items()}
+    assert headers["x-forwarded-proto"] == "https"
+    assert headers["x-forwarded-for"] == "198.51.100.4, 127.0.0.1"
+
+
+# -- finding 3: the admin API tells strangers everything -----------------------------------
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        b"GET /_gateway/routes HTTP/1.1\r\nHost: gw\r\n\r\n",
+        b"GET /%5Fgateway/routes HTTP/1.1\r\nHost: gw\r\n\r\n",
+        b"GET /%5fgateway/health HTTP/1.1\r\nHost: gw\r\n\r\n",
+        b"GET http://gw/_gateway/routes HTTP/1.1\r\nHost: gw\r\n\r\n",
+    ],
+)
+def test_finding_3_the_public_listener_serves_no_admin_api(gateway: Process, raw: bytes) -> None:
+    reply = request(gateway.port, raw)
+    assert isinstance(reply, Answer) and reply.status in (400, 404)
+    assert b"services" not in reply.body and b"stale" not in reply.body
+
+
+def test_finding_3_the_admin_api_needs_its_token_except_for_health(gateway: Process) -> None:
+    url = f"{gateway.admin_url}/_gateway/routes"
+    assert requests.get(url, timeout=5).status_code == 401
+    wrong = requests.get(url, headers={"Authorization": "Bearer nope"}, timeout=5)
+    assert wrong.status_code == 401 and wrong.json()["error"] == "unauthorized"
+    right = requests.get(url, headers={"Authorization": f"Bearer {TOKEN}"}, timeout=5)
+    assert right.status_code == 200
+    health = requests.get(f"{gateway.admin_url}/_gateway/health", timeout=5)
+    assert health.status_code == 200
+    assert "127.0.0.1" not in health.text and "consul" not in health.text.lower()
+
+
+def test_finding_3_routes_list_no_addresses_unless_detail_is_on(gateway: Process) -> None:
+    body = requests.get(
+        f"{gateway.admin_url}/_gateway/routes",
+        headers={"Authorization": f"Bearer {TOKEN}"},
+        timeout=5,
+    ).text
+    echo = next(s for s in json.loads(body)["services"] if s["service"] == "echo")
+    assert echo["passing"] >= 1 and echo["prefix"] == "/echo"
+    assert "127.0.0.1" not in body and "echo-" not in body  # no addresses, no instance IDs
+
+
+def test_finding_3_answers_carry_no_instance_and_errors_no_addresses(
+    gateway: Process, consul: ConsulDouble
+) -> None:
+    answer = requests.get(f"{gateway.url}/echo/", timeout=5)
+    assert "X-Upstream-Instance" not in answer.headers
+    port = free_port()  # nothing listens there: connecting is refused
+    requests.put(
+        f"{consul.addr}/v1/agent/service/register",
+        json={"Name": "gone", "ID": f"gone-{port}", "Address": "127.0.0.1", "Port": port,
+              "Check": {"TTL": "30m", "Status": "passing"}},
+        timeout=5,
+    ).raise_for_status()  # fmt: skip
+    # A list: a Response with an error status is itself falsy.
+    (failed,) = wait_for(
+        lambda: (
+            [r]
+            if (r := requests.get(f"{gateway.url}/gone/x", timeout=5)).status_code == 502
+            else None
+        ),
+        10,
+        "a 502 from a refused instance",
+    )
+    assert str(port) not in failed.text and "Errno" not in failed.text
+    assert "127.0.0.1" not in failed.text
+    requests.put(f"{consul.addr}/v1/agent/service/deregister/gone-{port}", timeout=5)
+
+
+# -- finding 4: anyone who can write to Consul takes routes --------------------------------
+
+
+def test_finding_4_a_registration_cannot_take_another_services_prefix(
+    gateway: Process, consul: ConsulDouble
+) -> None:
+    with HostileUpstream(plain) as thief:
+        requests.put(
+            f"{consul.addr}/v1/agent/service/register",
+            json={"Name": "aaa", "ID": "aaa-1", "Address": "127.0.0.1", "Port": thief.port,
+                  "Meta": {"gateway-prefix": "/echo"}, "Check": {"TTL": "30m", "Status": "passing"}},
+            timeout=5,
+        ).raise_for_status()  # fmt: skip
+        wait_for(lambda: requests.get(f"{gateway.url}/aaa/x", timeout=5).ok, 10, "aaa routed")
+        for _ in range(10):
+            assert requests.get(f"{gateway.url}/echo/", timeout=5).json()["path"] == "/"
+        assert thief.count("GET", "/") == 0
+        requests.put(f"{consul.addr}/v1/agent/service/deregister/aaa-1", timeout=5)
+
+
+def test_finding_4_instances_outside_the_allowed_ranges_are_not_routed(
+    start_gateway: Callable[..., Process], echo: Process
+) -> None:
+    gw = start_gateway(GATEWAY_UPSTREAM_CIDRS="10.0.0.0/8")
+    answer = requests.get(f"{gw.url}/echo/", timeout=5)
+    assert answer.status_code == 503 and answer.json()["error"] == "no_passing_instance"
+
+
+# -- finding 6: the metrics folder ----------------------------------------------------------
+
+
+def test_finding_6_the_gateway_deletes_only_the_metrics_folder_it_made(
+    start_gateway: Callable[..., Process], echo: Process, tmp_path: Path
+) -> None:
+    keep = tmp_path / "someone-elses-file"
+    keep.write_text("keep me")
+    gw = start_gateway(PROMETHEUS_MULTIPROC_DIR=str(tmp_path))
+    assert requests.get(f"{gw.url}/echo/", timeout=5).status_code == 200
+    made = wait_for(lambda: list(tmp_path.glob("gateway-metrics-*")), 10, "the metrics folder")
+    assert len(made) == 1
+    gw.stop()
+    assert keep.read_text() == "keep me"
+    assert list(tmp_path.glob("gateway-metrics-*")) == []
+
+
+@pytest.fixture(autouse=True)
+def _echo_keeps_serving(echo: Process) -> Iterator[None]:
+    yield
+    assert requests.get(f"{echo.url}/health", timeout=5).status_code == 200
