@@ -47,23 +47,36 @@ class RateLimiter:
     not, so it may be forgotten, which is what keeps memory bounded.
 
     Memory: at most *max_keys* buckets. A new key that finds the table full makes room by
-    dropping full buckets among the :data:`EVICT_SCAN` at the front of the table (those
-    inserted or passed over longest ago); buckets still draining go to the back, so repeated
-    scans go round the whole table. If none is full, the table is held by clients that are all
-    busy now, and the new key is charged to one **overflow bucket** shared by every key that
-    did not fit. That is fail-closed in volume, open in kind: refusing new keys outright would
-    let whoever fills the table lock out every new client for as long as they keep it busy,
-    and letting them through unlimited would let the same attacker switch the limit off. The
+    dropping the full buckets among the :data:`EVICT_SCAN` at the front of the table (those
+    inserted or passed over longest ago: oldest first); buckets still draining go to the back,
+    so successive scans, and :meth:`prune`, go round the whole table. If none of them is full,
+    the table is held by clients that are all busy, and the new key is charged to one
+    **overflow bucket** shared by every key that did not fit; until the earliest of the
+    scanned buckets can have refilled, further new keys go there without a scan, so a flood
+    of new addresses costs O(1) each.
+
+    The overflow bucket fails closed in volume, open in kind. Refusing new keys outright would
+    let whoever fills the table lock out every new client for as long as they keep it busy;
+    letting them through unlimited would let the same attacker switch the limit off. The
     shared bucket gives all untracked clients together one client's allowance, so filling the
-    table buys an attacker nothing, while newcomers still get a trickle. :attr:`overflowed`
+    table buys an attacker nothing while newcomers still get a trickle. :attr:`overflowed`
     counts those requests, for metrics; size *max_keys* above the number of clients active
-    within a refill period so that it stays 0.
+    within a refill period and it stays 0.
 
     Keys must themselves be small (a normalized address and a route prefix), since the bound
     is on their number.
     """
 
-    __slots__ = ("_buckets", "_clock", "_overflow", "burst", "max_keys", "overflowed", "rate")
+    __slots__ = (
+        "_buckets",
+        "_clock",
+        "_overflow",
+        "_room_at",
+        "burst",
+        "max_keys",
+        "overflowed",
+        "rate",
+    )
 
     def __init__(
         self,
@@ -85,6 +98,7 @@ class RateLimiter:
         # place: one dict lookup and no allocation on the hot path.
         self._buckets: dict[Hashable, list[float]] = {}
         self._overflow = [0.0]
+        self._room_at = 0.0  # no bucket scanned by the last failed make-room is full before
 
     def __len__(self) -> int:
         return len(self._buckets)
@@ -114,38 +128,51 @@ class RateLimiter:
         if full_at < now:
             full_at = now
         wait = full_at - now - (burst - 1.0) * interval
-        if wait > 0.0:
+        if wait > 1e-9:  # a nanosecond of slack for rounding: now + 0.2 - now != 0.2 at t=1000
             return wait
         bucket[0] = full_at + interval
         return 0.0
 
     def prune(self, now: float | None = None, limit: int = PRUNE_SCAN) -> int:
-        """Drop full buckets among the next *limit* in the table; return how many went.
+        """Drop the full buckets among the next *limit* in the table; return how many went.
 
         Run it about once a second: successive calls go round the whole table.
         """
-        return self._sweep(self._clock() if now is None else now, limit)
+        return self._sweep(self._clock() if now is None else now, limit)[0]
 
     def _new_bucket(self, key: Hashable, now: float) -> list[float]:
         """A full bucket stored for *key*, or the shared overflow bucket if there is no room."""
-        if len(self._buckets) >= self.max_keys and not self._sweep(now, EVICT_SCAN):
+        if len(self._buckets) >= self.max_keys and not self._make_room(now):
             self.overflowed += 1
             return self._overflow
         bucket = [now]
         self._buckets[key] = bucket
         return bucket
 
-    def _sweep(self, now: float, limit: int) -> int:
-        """Drop full buckets among the first *limit*; send the others to the back."""
+    def _make_room(self, now: float) -> bool:
+        """Drop the full buckets at the front of the table; False if none was."""
+        if now < self._room_at:
+            return False
+        dropped, earliest = self._sweep(now, EVICT_SCAN)
+        if not dropped:
+            self._room_at = earliest
+        return dropped > 0
+
+    def _sweep(self, now: float, limit: int) -> tuple[int, float]:
+        """Drop full buckets among the first *limit*, send the others to the back.
+
+        Returns how many went, and the earliest time one of those kept will be full.
+        """
         buckets = self._buckets
-        dropped = 0
+        dropped, earliest = 0, math.inf
         for key, bucket in list(islice(buckets.items(), limit)):
             del buckets[key]
             if bucket[0] > now:
                 buckets[key] = bucket
+                earliest = min(earliest, bucket[0])
             else:
                 dropped += 1
-        return dropped
+        return dropped, earliest
 
 
 class InflightLimiter:
