@@ -97,6 +97,8 @@ class ClientConnection(asyncio.Protocol):
         self.send_deadline = 0.0
         self._drain: asyncio.Future[None] | None = None
         self._header_bytes = 0
+        self.refused: ClientError | None = None  # answered after the requests before it
+        self.refused_request: Request | None = None
         # Above the buffered-body size, so a handler reading a body whole is never paused.
         self.high_water = max(HIGH_WATER, self.settings.buffer_body + 1)
 
@@ -120,6 +122,8 @@ class ClientConnection(asyncio.Protocol):
         self.deadline = self.loop.time() + self.settings.header_timeout
 
     def data_received(self, data: bytes) -> None:
+        if self.refused is not None:
+            return  # a request was refused; what follows it is never read
         try:
             self.parser.feed_data(data)
         except httptools.HttpParserUpgrade:
@@ -262,34 +266,43 @@ class ClientConnection(asyncio.Protocol):
         self.current = None
         if self.lost:
             return
-        if (
-            not (req.complete and req.keep_alive and req.reusable)
-            or self.eof
-            or self.server.closing
-        ):
+        if not (req.complete and req.keep_alive and req.reusable) or self.server.closing:
             self.close()
             return
         if self.queue:
             self._dispatch(self.queue.popleft())
-            return
-        self.resume_reading()
-        if self.parsing is None:
-            self.timer, self.deadline = IDLE, self.loop.time() + self.settings.keepalive_timeout
+        elif self.refused is not None:
+            self._send_refusal()
+        elif self.eof:
+            self.close()
+        else:
+            self.resume_reading()
+            if self.parsing is None:
+                self.timer, self.deadline = IDLE, self.loop.time() + self.settings.keepalive_timeout
 
     def _refuse(self, exc: ClientError) -> None:
-        """A request that cannot be parsed or is over a limit: answer it and close."""
-        req = self.parsing or self.current
+        """A request that cannot be parsed or is over a limit: refuse it, then close.
+
+        If it is the request being answered (its body broke), its handler answers. Otherwise
+        the requests before it are answered first, in order, and the refusal comes last.
+        """
         self.timer = NONE
         self.parser = httptools.HttpRequestParser(self)  # never fed again: the connection ends
-        if req is not None and req is self.current and req.dispatched and req.answered:
-            self.abort(str(exc))
-            return
-        if req is not None:
+        req = self.parsing
+        if req is not None and req is self.current:
             req.reusable = False
-            req.fail(exc)  # a handler waiting for the body answers this itself
-            if req is self.current:
-                return
-        self.answer_error(req, exc)
+            req.fail(exc)  # the handler waiting for the body answers this itself
+            if req.answered:
+                self.abort(str(exc))
+            return
+        self.refused = exc
+        self.refused_request = req
+        if self.current is None and not self.queue:
+            self._send_refusal()
+
+    def _send_refusal(self) -> None:
+        assert self.refused is not None
+        self.answer_error(self.refused_request, self.refused)
         self.close()
 
     def answer_error(self, req: Request | None, exc: ClientError) -> None:

@@ -48,6 +48,11 @@ CLIENT_ABORTS = Counter(
     "Requests the client gave up on: it closed, stopped sending its body, or sent too little.",
     ["service"],
 )
+LIMITED = Counter(
+    "gateway_limited_total",
+    "Requests refused by a limit: 429 for the rate per client and route, 503 for in-flight.",
+    ["service", "limit"],
+)
 BUDGET_DENIED = Counter("gateway_retry_budget_denied_total", "Retries the retry budget refused.")
 LAST_SYNC = Gauge(
     "gateway_discovery_last_sync_timestamp_seconds",

@@ -9,6 +9,7 @@ or a 502/503/504 only for idempotent methods (or with ``Idempotency-Key``) and a
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import AsyncIterator, Mapping
@@ -22,7 +23,8 @@ from gateway import metrics
 from gateway.errors_json import error_body, status_line
 from gateway.front import response_head
 from gateway.headers import response_lines, upstream_head
-from gateway.policy import has_dot_segment, is_admin_path, routable
+from gateway.policy import client_address, has_dot_segment, is_admin_path, routable
+from gateway.ratelimit import InflightLimiter, Limits, RateLimiter, limits_for, retry_after
 from gateway.request import ClientError, ClientGone, Request
 from gateway.retry import RetryBudget, may_retry_status
 from gateway.routing import Route, RouteTable
@@ -40,6 +42,7 @@ from gateway.upstream import (
 
 log = logging.getLogger(__name__)
 access_log = logging.getLogger("gateway.access")
+PRUNE_EVERY = 1.0  # seconds between sweeps of refilled rate-limit buckets
 SMALL_ANSWER = 64 * 1024  # answers up to this size are relayed in one write
 _IDEMPOTENT = frozenset(m.encode() for m in IDEMPOTENT_METHODS)
 _JSON = b"Content-Type: application/json"
@@ -58,6 +61,11 @@ class Proxy:
         self.budget = RetryBudget(settings.retry_budget_ratio, settings.retry_budget_floor)
         self.routes = RouteTable([])
         self.services: Mapping[str, Service] = {}
+        self.defaults = Limits(settings.rate_limit, settings.rate_burst, settings.max_inflight)
+        self.limits: dict[str, Limits] = {}
+        self.rate = RateLimiter(settings.rate_limit, settings.rate_burst)
+        self.inflight = InflightLimiter(settings.max_inflight)
+        self._pruning = False
         self._pickers: dict[tuple[str, str], Picker] = {}
         self.on_services(watcher.services)
         watcher.add_listener(self.on_services)
@@ -68,6 +76,7 @@ class Proxy:
         self.routes = RouteTable.build(
             self.services, self.settings.balancer, self.settings.route_claims, self.routes
         )
+        self.limits = {name: limits_for(svc, self.defaults) for name, svc in self.services.items()}
         metrics.set_last_sync(self.watcher.last_success)
         passing = {i.id for svc in services.values() for i in svc.passing}
         for instance_id in self.stats.observe(passing):
@@ -135,6 +144,9 @@ class Proxy:
                 service=route.service,
             )  # fmt: skip
             return
+        limits = self.limits.get(route.service, self.defaults)
+        if limits.rate and self._over_rate(req, route.prefix, limits):
+            return
         upstream_target = raw_path + (b"?" + query if query else b"")
         body: bytes | None = b""
         if req.has_body:
@@ -146,7 +158,45 @@ class Proxy:
             route.prefix.encode("latin-1"), req.request_id, length,
         )  # fmt: skip
         self.budget.record_request()
-        await self._forward(req, service, route, head, body)
+        if not limits.max_inflight:
+            await self._forward(req, service, route, head, body)
+            return
+        with self.inflight.hold(route.service, limits.max_inflight) as admitted:
+            if admitted:
+                await self._forward(req, service, route, head, body)
+                return
+        metrics.LIMITED.labels(route.service, "inflight").inc()
+        self.error(
+            req, 503, "too_many_requests_in_flight",
+            f"service {route.service!r} has too many requests in flight; try again",
+            extra_headers=[b"Retry-After: 1"],
+        )  # fmt: skip
+
+    def _over_rate(self, req: Request, prefix: str, limits: Limits) -> bool:
+        """Take a token for this client and route; answer 429 and return True if none is left."""
+        assert req.headers is not None
+        client = client_address(
+            req.conn.peer, req.headers.forwarded_for, self.settings.trusted_hops
+        )
+        wait = self.rate.check((client, prefix), limits.rate, limits.burst)
+        if not self._pruning:
+            self._pruning = True
+            req.conn.loop.call_later(PRUNE_EVERY, self._prune, req.conn.loop)
+        if not wait:
+            return False
+        metrics.LIMITED.labels(req.label, "rate").inc()
+        self.error(
+            req, 429, "too_many_requests", "this client is over the route's request rate",
+            extra_headers=[b"Retry-After: " + retry_after(wait).encode()],
+        )  # fmt: skip
+        return True
+
+    def _prune(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Drop refilled buckets once a second while there are any."""
+        self.rate.prune()
+        self._pruning = len(self.rate) > 0
+        if self._pruning:
+            loop.call_later(PRUNE_EVERY, self._prune, loop)
 
     async def _forward(
         self, req: Request, service: Service, route: Route, head: bytes, body: bytes | None
@@ -382,10 +432,18 @@ class Proxy:
         req.status = status
         req.conn.write(data)
 
-    def error(self, req: Request, code: int, error_code: str, detail: str, **extra: object) -> None:
+    def error(
+        self,
+        req: Request,
+        code: int,
+        error_code: str,
+        detail: str,
+        extra_headers: list[bytes] | None = None,
+        **extra: object,
+    ) -> None:
         """Answer with a JSON error."""
         body = error_body(code, error_code, detail, req.request_id, **extra)
-        lines = [_JSON, b"X-Request-ID: " + req.request_id.encode()]
+        lines = [_JSON, b"X-Request-ID: " + req.request_id.encode(), *(extra_headers or ())]
         keep_alive = req.keep_alive and not req.conn.server.closing
         head = response_head(status_line(code), lines, len(body), keep_alive, False)
         self._answer(req, code, head + body)

@@ -50,7 +50,6 @@ class Request:
         "complete",
         "conn",
         "content_length",
-        "dispatched",
         "has_body",
         "headers",
         "keep_alive",
@@ -79,7 +78,6 @@ class Request:
         self.content_length: int | None = None
         self.has_body = False
         self.complete = False
-        self.dispatched = False
         self.answered = False
         self.status = 0  # of the answer, for metrics
         self.label = "-"  # the routed service, for metrics

@@ -18,7 +18,7 @@ from tests.consul_double.launcher import ConsulDouble, free_port
 from tests.integration.conftest import StartService
 from tests.integration.harness import Process, passing_ids, wait_for
 from tests.integration.hostile_upstream import HostileUpstream, plain
-from tests.integration.rawhttp import Answer, request
+from tests.integration.rawhttp import Answer, RawConnection, request
 
 pytestmark = pytest.mark.integration
 TOKEN = "test-admin-token-7f3a"
@@ -237,3 +237,58 @@ def test_finding_6_the_gateway_deletes_only_the_metrics_folder_it_made(
 def _echo_keeps_serving(echo: Process) -> Iterator[None]:
     yield
     assert requests.get(f"{echo.url}/health", timeout=5).status_code == 200
+
+
+# -- rate limits -----------------------------------------------------------------------------
+
+
+def test_a_client_over_the_rate_gets_429_with_retry_after_and_others_are_not_affected(
+    start_gateway: Callable[..., Process], echo: Process
+) -> None:
+    gw = routed(
+        start_gateway,
+        GATEWAY_RATE_LIMIT="2",
+        GATEWAY_RATE_BURST="5",
+        GATEWAY_TRUSTED_HOPS="1",
+        WEB_CONCURRENCY="1",
+    )
+    # Behind one trusted hop, X-Forwarded-For names the client: two clients, two buckets.
+    greedy = [
+        requests.get(f"{gw.url}/echo/", headers={"X-Forwarded-For": "198.51.100.1"}, timeout=5)
+        for _ in range(12)
+    ]
+    statuses = [r.status_code for r in greedy]
+    assert 200 in statuses and 429 in statuses
+    refused = next(r for r in greedy if r.status_code == 429)
+    assert refused.json()["error"] == "too_many_requests"
+    assert int(refused.headers["Retry-After"]) >= 1
+    polite = requests.get(f"{gw.url}/echo/", headers={"X-Forwarded-For": "198.51.100.2"}, timeout=5)
+    assert polite.status_code == 200
+
+    def counted() -> float | None:
+        text = requests.get(f"{gw.admin_url}/_gateway/metrics", timeout=5).text
+        for line in text.splitlines():
+            if line.startswith('gateway_limited_total{limit="rate",service="echo"}'):
+                return float(line.rsplit(" ", 1)[1]) or None
+        return None
+
+    assert wait_for(counted, 10, "rate refusals in the metrics") >= 1
+
+
+def test_a_service_over_its_in_flight_limit_gets_503_with_retry_after(
+    start_gateway: Callable[..., Process], echo: Process
+) -> None:
+    gw = routed(start_gateway, GATEWAY_MAX_INFLIGHT="1", WEB_CONCURRENCY="1")
+    with RawConnection(gw.port) as slow:
+        # A body that has not all arrived holds its request in flight at the gateway.
+        slow.send(b"POST /echo/ HTTP/1.1\r\nHost: gw\r\nContent-Length: 2000000\r\n\r\nx")
+
+        def refused() -> list[requests.Response] | None:
+            r = requests.get(f"{gw.url}/echo/", timeout=5)
+            return [r] if r.status_code == 503 else None
+
+        (answer,) = wait_for(refused, 10, "a refusal while one request is in flight")
+        assert answer.json()["error"] == "too_many_requests_in_flight"
+        assert answer.headers["Retry-After"] == "1"
+    ok = wait_for(lambda: requests.get(f"{gw.url}/echo/", timeout=5).ok, 10, "service again")
+    assert ok
