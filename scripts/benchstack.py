@@ -31,11 +31,14 @@ CATALOG_CONF = "services/catalog/gunicorn.conf.py"
 # WEB_THREADS=... set changes the gateway alone.
 BACKEND_ENV = {"WEB_CONCURRENCY": "1", "WEB_THREADS": "8", "ACCESS_LOG": ""}
 # Idle keep-alive connections must outlive the idle row (a warm-up and a run of up to 2 min).
-# X-Upstream-Instance (a debugging header, off by default) tells which backend answered.
+# X-Upstream-Instance (a debugging header, off by default) tells which backend answered. The
+# rate and in-flight limits are on, set far above the load, so their cost is measured too.
 GATEWAY_BENCH_ENV = {
     "ACCESS_LOG": "",
     "GATEWAY_KEEPALIVE_TIMEOUT": "180s",
     "GATEWAY_DEBUG_HEADERS": "true",
+    "GATEWAY_RATE_LIMIT": "1000000",
+    "GATEWAY_MAX_INFLIGHT": "100000",
 }
 DIRECT_PATH, GATEWAY_PATH = "/items/apple", "/catalog/items/apple"
 # wrk calls setup() once per thread before the run, so each thread (and its 4 connections)
