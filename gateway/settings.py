@@ -103,7 +103,7 @@ class GatewaySettings:
             route_claims=_claims(e),
             upstream_cidrs=_cidrs(e),
             rate_limit=rate,
-            rate_burst=env.get_float(e, "GATEWAY_RATE_BURST", 2 * rate, 0, 2e6),
+            rate_burst=env.get_float(e, "GATEWAY_RATE_BURST", min(2 * rate, 1e6), 0, 1e6),
             max_inflight=env.get_int(e, "GATEWAY_MAX_INFLIGHT", 0, 0, 1_000_000),
             snapshot_file=Path(snapshot) if snapshot else None,
             ejection=EjectionPolicy(

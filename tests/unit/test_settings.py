@@ -125,3 +125,10 @@ def test_gateway_settings_defaults_and_overrides() -> None:
 def test_bad_gateway_settings_name_the_variable(env: dict[str, str], variable: str) -> None:
     with pytest.raises(SettingsError, match=rf"^{variable}: "):
         GatewaySettings.from_env(env)
+
+
+def test_the_largest_rate_limit_gets_a_burst_the_limiter_accepts() -> None:
+    from gateway.ratelimit import RateLimiter
+
+    settings = GatewaySettings.from_env({"GATEWAY_RATE_LIMIT": "1000000"})
+    RateLimiter(settings.rate_limit, settings.rate_burst)  # raises on a burst it refuses
