@@ -7,7 +7,7 @@ import signal
 import sys
 from types import FrameType
 
-from .config import VERSION, parse_args
+from .config import VERSION, Config, parse_args
 from .server import ConsulDoubleServer
 
 
@@ -37,12 +37,18 @@ def main(argv: list[str] | None = None) -> int:
         VERSION,
         config.host,
         server.port,
-        "enabled" if config.acl_token else "disabled",
+        _acl_mode(config),
         config.min_deregister_after,
         config.reap_interval,
     )
     server.serve_forever()
     return 0
+
+
+def _acl_mode(config: Config) -> str:
+    if not config.acl_enabled:
+        return "disabled"
+    return "enabled, initial management token" if config.acl_token else "enabled, not bootstrapped"
 
 
 if __name__ == "__main__":

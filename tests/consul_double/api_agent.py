@@ -38,7 +38,7 @@ def agent_self(app: App, request: Request, _: str) -> Response:
             },
             "DebugConfig": {
                 "DevMode": True,
-                "ACLsEnabled": config.acl_token is not None,
+                "ACLsEnabled": config.acl_enabled,
                 "CheckDeregisterIntervalMin": _go_seconds(config.min_deregister_after),
                 "CheckReapInterval": _go_seconds(config.reap_interval),
             },

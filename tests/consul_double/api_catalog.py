@@ -3,7 +3,9 @@
 Health and catalog reads are blocking queries. Each reports the index Consul's state store
 would (agent/consul/state/catalog.go): the per-service index for one service name, the checks
 table for checks by state, the services table for the service list, the nodes table for nodes.
-Entries the token may not read are filtered out, as Consul's ACL filter does for list endpoints.
+Entries the token may not read are filtered out, as Consul's ACL filter does for list endpoints
+(agent/consul/acl.go ``aclFilter``): a service list needs service:read on each name; instances
+and checks need node:read on their node as well.
 ``?passing`` drops an entry when any of its checks, node checks included, is not passing, so a
 warning drops it too (``filterNonPassing`` in agent/health_endpoint.go). ``?tag`` may repeat;
 an entry must carry every tag, compared case-insensitively (``serviceTagFilter``).
@@ -164,9 +166,10 @@ def _render_checks(app: App, authz: Authorizer, checks: list[Check]) -> list[Any
 
 
 def _can_read_check(authz: Authorizer, app: App, check: Check) -> bool:
-    if check.service_id:
-        return authz.allowed("service", "read", check.service_name)
-    return authz.allowed("node", "read", app.node.name)
+    # filterHealthChecks: node:read always, and service:read too for a service's check.
+    if not authz.allowed("node", "read", app.node.name):
+        return False
+    return not check.service_id or authz.allowed("service", "read", check.service_name)
 
 
 def _can_read_service(authz: Authorizer, app: App, name: str) -> bool:

@@ -9,7 +9,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from .acl import Authorizer, request_token, resolve
+from .acl import ALLOW_ALL, Authorizer, request_token
+from .acl_state import AclState
 from .agent import Agent
 from .config import Config
 from .model import Node
@@ -25,10 +26,19 @@ class App:
     node: Node
     store: Store
     agent: Agent
+    #: None while ACLs are disabled.
+    acl: AclState | None = None
 
     def authorize(self, request: Request) -> Authorizer:
         """Resolve the request's token (403 "ACL not found" for an unknown one)."""
-        return resolve(self.config.acl_token, request_token(request.query, request.headers))
+        if self.acl is None:
+            return ALLOW_ALL
+        return self.acl.resolve(self.request_secret(request))
+
+    @staticmethod
+    def request_secret(request: Request) -> str:
+        """The token the request carries, or "" for none."""
+        return request_token(request.query, request.headers)
 
 
 Handler = Callable[[App, Request, str], Response]

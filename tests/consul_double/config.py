@@ -27,6 +27,8 @@ class Config:
 
     host: str = "127.0.0.1"
     port: int = 8500
+    acl_enabled: bool = False
+    #: The initial management token's secret (``acl.tokens.initial_management``), if any.
     acl_token: str | None = None
     node_name: str = "consul-double"
     datacenter: str = DATACENTER
@@ -43,9 +45,15 @@ def parse_args(argv: list[str] | None = None) -> Config:
     parser.add_argument("--host", default="127.0.0.1", help="address to listen on")
     parser.add_argument("--port", type=int, default=8500, help="port to listen on")
     parser.add_argument(
+        "--acl",
+        action="store_true",
+        help="enable ACLs (default deny), not yet bootstrapped: PUT /v1/acl/bootstrap makes "
+        "the first management token",
+    )
+    parser.add_argument(
         "--acl-token",
         default=None,
-        help="enable ACLs (default deny) with this management token",
+        help="enable ACLs (default deny) with this initial management token (implies --acl)",
     )
     parser.add_argument("--node-name", default="consul-double", help="name of the node")
     parser.add_argument(
@@ -68,6 +76,7 @@ def parse_args(argv: list[str] | None = None) -> Config:
     return Config(
         host=args.host,
         port=args.port,
+        acl_enabled=args.acl or args.acl_token is not None,
         acl_token=args.acl_token,
         node_name=args.node_name,
         min_deregister_after=_seconds(args.test_min_deregister_after),

@@ -5,7 +5,8 @@ from __future__ import annotations
 import threading
 import uuid
 
-from . import api_agent, api_catalog, api_checks
+from . import api_acl, api_agent, api_catalog, api_checks
+from .acl_state import AclState
 from .agent import Agent
 from .app import App, Router
 from .config import NODE_ADDRESS, Config
@@ -27,9 +28,11 @@ class ConsulDoubleServer:
         )
         store = Store(node)
         self.agent = Agent(store, config.min_deregister_after)
-        self.app = App(config=config, node=node, store=store, agent=self.agent)
+        acl = AclState(store.next_index, config.acl_token) if config.acl_enabled else None
+        self.app = App(config=config, node=node, store=store, agent=self.agent, acl=acl)
         self._reaper = Reaper(self.agent, config.reap_interval)
-        router = Router(self.app, api_agent.ROUTES + api_checks.ROUTES + api_catalog.ROUTES)
+        routes = api_agent.ROUTES + api_checks.ROUTES + api_catalog.ROUTES + api_acl.ROUTES
+        router = Router(self.app, routes)
         self.http = Server((config.host, config.port), router)
 
     @property

@@ -95,6 +95,12 @@ class Store:
 
     # Writes: each one that changes something is one index.
 
+    def next_index(self) -> int:
+        """Take the next index for a write outside the catalog (an ACL write): no table moves."""
+        with self.lock:
+            self._index += 1
+            return self._index
+
     def register_service(
         self, service: Service, checks: Iterable[Check], drop: Iterable[str]
     ) -> None:

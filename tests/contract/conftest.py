@@ -14,6 +14,8 @@ By default the suite starts the Consul test double with short test-only timings.
 - ACL tests need a second agent started with ACLs on and default deny, given as
   ``CONSUL_CONTRACT_ACL_ADDR`` and its management token ``CONSUL_CONTRACT_ACL_TOKEN``;
   without them they are skipped;
+- the tests of a first bootstrap need an agent whose ACLs were never bootstrapped, which only
+  the double (started fresh for them) provides, and are skipped;
 - the restart test needs the double (it restarts the process) and is skipped.
 """
 
@@ -31,6 +33,7 @@ import pytest
 from tests.consul_double.durations import DurationError, parse_duration
 from tests.consul_double.launcher import ConsulDouble, run_consul_double
 
+from .acl_helpers import AclAdmin
 from .helpers import Api, StatusServer
 
 #: Short timings for the double; real Consul has 1m and 30s and accepts no such flags.
@@ -134,6 +137,30 @@ def acl_target(consul_target: ConsulTarget) -> Iterator[AclTarget]:
     if not addr or not token:
         pytest.skip("set CONSUL_CONTRACT_ACL_ADDR and CONSUL_CONTRACT_ACL_TOKEN for ACL tests")
     yield AclTarget(addr.rstrip("/"), token)
+
+
+@pytest.fixture
+def manager(acl_target: AclTarget) -> Iterator[Api]:
+    """Plain HTTP to the ACL agent with its management token."""
+    with Api(acl_target.addr, acl_target.token) as api:
+        yield api
+
+
+@pytest.fixture
+def acl_admin(manager: Api) -> Iterator[AclAdmin]:
+    """Policies and tokens for one test, deleted after it."""
+    admin = AclAdmin(manager)
+    yield admin
+    admin.close()
+
+
+@pytest.fixture
+def fresh_acl_double(consul_target: ConsulTarget) -> Iterator[ConsulDouble]:
+    """A double with ACLs enabled and never bootstrapped (``--acl``); needs the double."""
+    if not consul_target.is_double:
+        pytest.skip("needs an agent whose ACLs were never bootstrapped; the double starts one")
+    with run_consul_double(None, "--acl") as double:
+        yield double
 
 
 @pytest.fixture
