@@ -33,7 +33,12 @@ class ConsulSettings:
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> ConsulSettings:
-        """Read ``CONSUL_HTTP_ADDR`` and ``CONSUL_HTTP_TOKEN``."""
+        """Read ``CONSUL_HTTP_ADDR``, and ``CONSUL_HTTP_TOKEN`` or ``CONSUL_HTTP_TOKEN_FILE``.
+
+        ``CONSUL_HTTP_TOKEN_FILE`` is Consul's own variable for a file holding the token (how
+        the compose stack hands each component its token); a file that is missing, unreadable
+        or empty stops startup, naming the variable.
+        """
         env = os.environ if environ is None else environ
         raw = e.get_str(env, "CONSUL_HTTP_ADDR", "http://127.0.0.1:8500")
         parts = urlsplit(raw if "://" in raw else f"http://{raw}")
@@ -48,7 +53,7 @@ class ConsulSettings:
             port = parts.port or (443 if parts.scheme == "https" else 8500)
         except ValueError:
             raise SettingsError(problem) from None
-        token = env.get("CONSUL_HTTP_TOKEN", "").strip() or None
+        token = e.get_secret(env, "CONSUL_HTTP_TOKEN")
         return cls(scheme=parts.scheme, host=parts.hostname, port=port, token=token)
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from discovery.durations import format_duration, parse_duration
@@ -59,6 +61,43 @@ def test_service_settings_default_address_is_routable() -> None:
 
 def test_token_is_not_shown_in_repr() -> None:
     assert "secret" not in repr(ConsulSettings(token="secret"))
+
+
+def test_consul_token_is_read_from_the_file_consul_http_token_file_names(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "token"
+    path.write_text("from-a-file\n")
+    settings = ConsulSettings.from_env({"CONSUL_HTTP_TOKEN_FILE": str(path)})
+    assert settings.token == "from-a-file"
+
+
+@pytest.mark.parametrize(
+    ("content", "problem"), [(None, "cannot read"), ("", "is empty"), (" \n", "is empty")]
+)
+def test_a_missing_or_empty_consul_token_file_stops_startup_naming_the_variable(
+    tmp_path: Path, content: str | None, problem: str
+) -> None:
+    path = tmp_path / "token"
+    if content is not None:
+        path.write_text(content)
+    with pytest.raises(SettingsError, match=rf"^CONSUL_HTTP_TOKEN_FILE: .*{problem}"):
+        ServiceSettings.from_env({**BASE, "CONSUL_HTTP_TOKEN_FILE": str(path)})
+
+
+def test_an_unreadable_consul_token_file_stops_startup_naming_the_variable(
+    tmp_path: Path,
+) -> None:
+    with pytest.raises(SettingsError, match=r"^CONSUL_HTTP_TOKEN_FILE: cannot read"):
+        ConsulSettings.from_env({"CONSUL_HTTP_TOKEN_FILE": str(tmp_path)})  # a directory
+
+
+def test_a_consul_token_and_a_token_file_together_stop_startup(tmp_path: Path) -> None:
+    path = tmp_path / "token"
+    path.write_text("from-a-file")
+    env = {"CONSUL_HTTP_TOKEN": "inline", "CONSUL_HTTP_TOKEN_FILE": str(path)}
+    with pytest.raises(SettingsError, match="CONSUL_HTTP_TOKEN and CONSUL_HTTP_TOKEN_FILE"):
+        ConsulSettings.from_env(env)
 
 
 @pytest.mark.parametrize(
