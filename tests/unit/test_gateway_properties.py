@@ -570,12 +570,19 @@ KEEP_ALIVE_AND_CLOSE = Conversation(
     )
 )
 
+# Two Host fields in an HTTP/1.0 request: RFC 9112 3.2 makes any such request a 400, whatever
+# its version; the gateway checked the count for HTTP/1.1 only and forwarded the last one.
+TWO_HOSTS_IN_HTTP_10 = Conversation(
+    (Message(b"GET /a/x HTTP/1.0\r\nHost: gw\r\nHost: evil\r\n\r\n"),)
+)
+
 
 @PROPERTY
 @given(conversations())
 @example(GET_THEN_GARBAGE)
 @example(GET_THEN_SLOW_POST)
 @example(KEEP_ALIVE_AND_CLOSE)
+@example(TWO_HOSTS_IN_HTTP_10)
 def test_every_request_is_refused_or_forwarded_once_with_the_body_the_client_framed(
     conversation: Conversation,
 ) -> None:
