@@ -271,6 +271,7 @@ class ClientConnection(asyncio.Protocol):
             return
         if self.queue:
             self._dispatch(self.queue.popleft())
+            self.resume_reading()  # its body may still be arriving
         elif self.refused is not None:
             self._send_refusal()
         elif self.eof:

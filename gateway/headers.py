@@ -62,6 +62,8 @@ class RequestHeaders:
     host_count: int = 0
     content_length: int | None = None
     chunked: bool = False
+    other_coding: bool = False  # a transfer coding besides one final "chunked"
+    close: bool = False  # "Connection: close" (it wins over keep-alive in any version)
     expect_continue: bool = False
     request_id: bytes = b""
     idempotency_key: bool = False
@@ -90,9 +92,14 @@ def classify(raw: list[tuple[bytes, bytes]]) -> RequestHeaders:
         elif lower == b"content-length":
             h.content_length = int(value)
         elif lower == b"transfer-encoding":
-            h.chunked = True  # llhttp accepts no coding but a final "chunked"
-        elif lower == b"connection" and value.lower() not in _CONNECTION_OPTIONS:
-            named |= connection_tokens(value) - _CONNECTION_OPTIONS
+            # llhttp insists on a final "chunked"; any coding before it (gzip, chunked) or a
+            # second field is one the gateway would forward wrongly decoded: refused.
+            h.other_coding = h.chunked or value.strip().lower() != b"chunked"
+            h.chunked = True
+        elif lower == b"connection":
+            tokens = connection_tokens(value)
+            h.close = h.close or b"close" in tokens
+            named |= tokens - _CONNECTION_OPTIONS
         elif lower == b"expect":
             h.expect_continue = value.lower() == b"100-continue"
         elif lower == b"x-request-id":

@@ -99,12 +99,14 @@ class Request:
         )
         if version not in ("1.1", "1.0"):
             raise ClientError(505, "http_version_not_supported", "only HTTP/1.0 and 1.1 are served")
-        if version == "1.1" and headers.host_count != 1:
-            raise ClientError(
-                400, "bad_request", "an HTTP/1.1 request needs exactly one Host header"
-            )
+        if headers.host_count > 1 or (version == "1.1" and not headers.host_count):
+            raise ClientError(400, "bad_request", "a request needs one Host header, never two")
         if headers.chunked and version == "1.0":
             raise ClientError(400, "bad_request", "Transfer-Encoding is not allowed in HTTP/1.0")
+        if headers.other_coding:
+            raise ClientError(501, "not_implemented", "only the chunked transfer coding is served")
+        if headers.close:
+            self.keep_alive = False  # llhttp ignores "close" beside "keep-alive" in HTTP/1.0
         if method in (b"TRACE", b"CONNECT"):
             raise ClientError(405, "method_not_allowed", f"{method.decode()} is not allowed")
         if not self.target.startswith(b"/"):

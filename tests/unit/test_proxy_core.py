@@ -173,3 +173,26 @@ def test_a_body_that_stops_arriving_is_a_504_within_the_try_timeout() -> None:
     _, front = build(ups, [service("svc", 1)], try_timeout=0.05)
     (out,) = replies(run(exchange(front, GET)).written)
     assert out.status == 504 and json.loads(out.body)["error"] == "upstream_timeout"
+
+
+@pytest.mark.parametrize(
+    "codings",
+    [
+        b"Transfer-Encoding: gzip, chunked\r\n",
+        b"Transfer-Encoding: gzip\r\nTransfer-Encoding: chunked\r\n",
+    ],
+)
+def test_a_transfer_coding_besides_chunked_is_501_and_never_forwarded(codings: bytes) -> None:
+    ups = Upstreams({1: lambda req: answer()})
+    _, front = build(ups, [service("svc", 1)])
+    raw = b"POST /svc/ HTTP/1.1\r\nHost: gw\r\n" + codings + b"\r\n3\r\nabc\r\n0\r\n\r\n"
+    (out,) = replies(run(exchange(front, raw)).written)
+    assert out.status == 501 and ups.received == []
+
+
+def test_connection_close_wins_over_keep_alive_in_http_1_0() -> None:
+    ups = Upstreams({1: lambda req: answer()})
+    _, front = build(ups, [service("svc", 1)])
+    raw = b"GET /svc/ HTTP/1.0\r\nHost: gw\r\nConnection: keep-alive\r\nConnection: close\r\n\r\n"
+    transport = run(exchange(front, raw + b"GET /svc/ HTTP/1.0\r\nHost: gw\r\n\r\n"))
+    assert len(replies(transport.written)) == 1 and transport.closed
