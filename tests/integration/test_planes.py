@@ -292,3 +292,28 @@ def test_a_service_over_its_in_flight_limit_gets_503_with_retry_after(
         assert answer.headers["Retry-After"] == "1"
     ok = wait_for(lambda: requests.get(f"{gw.url}/echo/", timeout=5).ok, 10, "service again")
     assert ok
+
+
+# -- finding 5: path and query injection in quote --------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "query",
+    ["sku=../admin/faults", "sku=apple%3Fx%3D1", "sku=apple&qty=%C2%B2", "sku=%2e%2e&qty=1"],
+)
+def test_finding_5_quote_refuses_injected_skus_and_odd_digits(
+    start_service: StartService, consul: ConsulDouble, gateway: Process, query: str
+) -> None:
+    if not passing_ids(consul.addr, "quote"):
+        start_service("catalog")
+        start_service("quote")
+    wait_for(lambda: passing_ids(consul.addr, "quote"), 15, "a passing quote instance")
+    fine = wait_for(
+        lambda: requests.get(f"{gateway.url}/quote/quote?sku=apple&qty=2", timeout=5).ok,
+        15,
+        "a route to quote",
+    )
+    assert fine
+    answer = requests.get(f"{gateway.url}/quote/quote?{query}", timeout=5)
+    assert answer.status_code == 400
+    assert answer.json()["status"] == 400
