@@ -13,7 +13,7 @@ from collections.abc import Callable, Iterator
 import pytest
 import requests
 
-from tests.e2e.stack import GATEWAY, Stack, session
+from tests.e2e.stack import ADMIN, Stack, session
 from tests.integration.harness import wait_for
 
 SERVICES = ("catalog", "quote", "echo")
@@ -25,12 +25,12 @@ def stack() -> Iterator[Stack]:
     """The running stack, once the gateway routes to a passing instance of every service."""
     with session() as http:
         try:
-            http.get(f"{GATEWAY}/_gateway/health", timeout=5)
+            http.get(f"{ADMIN}/_gateway/health", timeout=5)
         except requests.ConnectionError:
             if os.environ.get("E2E_REQUIRE_STACK") != "1":
-                pytest.skip(f"no compose stack answers at {GATEWAY}; start one with `make up`")
+                pytest.skip(f"no compose stack answers at {ADMIN}; start one with `make up`")
         wait_for(
-            lambda: http.get(f"{GATEWAY}/_gateway/health", timeout=5).status_code == 200,
+            lambda: http.get(f"{ADMIN}/_gateway/health", timeout=5).status_code == 200,
             START_TIMEOUT,
             "the gateway's /_gateway/health to answer 200",
         )

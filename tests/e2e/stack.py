@@ -4,6 +4,10 @@ Which stack: ``E2E_COMPOSE`` is the compose command with its file options (``.ci
 ``/usr/bin/docker-compose -f docker-compose.yml -f .ci/compose.ci.yml``); without it, the
 stack a developer brought up with ``docker compose up`` from the repository root. Traffic goes
 only to the published ports on 127.0.0.1.
+
+Secrets come from where the stack keeps them, read inside the containers that hold them: the
+gateway's admin token (``/run/gateway/admin-token``, for the admin port) and Consul tokens
+(``/run/consul/token``). Consul is read with the gateway's read-only token.
 """
 
 from __future__ import annotations
@@ -23,8 +27,11 @@ from tests.integration.harness import wait_for
 
 ROOT = Path(__file__).resolve().parents[2]
 GATEWAY = "http://127.0.0.1:8080"
+ADMIN = "http://127.0.0.1:9090"  # the gateway's admin listener, published on loopback only
 CONSUL = "http://127.0.0.1:8500"
 SERVICE_PORT = 8000  # the sample services' SERVICE_PORT in the images and the compose file
+CONSUL_TOKEN_FILE = "/run/consul/token"  # CONSUL_HTTP_TOKEN_FILE in docker-compose.yml
+ADMIN_TOKEN_FILE = "/run/gateway/admin-token"  # GATEWAY_ADMIN_TOKEN_FILE
 
 
 def compose_command() -> list[str]:
@@ -56,11 +63,23 @@ class Stack:
         self.compose_cmd = compose_command()
         self.docker = docker.from_env()
         self.http = session()
+        self.admin = session()
+        self.admin.headers["Authorization"] = f"Bearer {self.secret('gateway', ADMIN_TOKEN_FILE)}"
+        self.consul = session()
+        self.consul.headers["X-Consul-Token"] = self.secret("gateway", CONSUL_TOKEN_FILE)
 
     def close(self) -> None:
         """Release the HTTP and Docker connections."""
-        self.http.close()
+        for http in (self.http, self.admin, self.consul):
+            http.close()
         self.docker.close()
+
+    def secret(self, service: str, path: str) -> str:
+        """A file only ``service``'s containers can read (a token in its volume), read there."""
+        [container, *_] = self.replicas(service)
+        result = container.exec_run(["cat", path])
+        assert result.exit_code == 0, f"cat {path} in {service}: {result.output!r}"
+        return str(result.output.decode()).strip()
 
     def compose(self, *args: str, timeout: float = 180) -> str:
         """Run a compose subcommand from the repository root; fail with its output."""
@@ -80,12 +99,15 @@ class Stack:
 
     def replicas(self, service: str) -> list[Container]:
         """The running containers of *service*, in a stable order."""
-        running = []
-        for cid in self.compose("ps", "-q", service).split():
-            container = self.docker.containers.get(cid)
-            if container.status == "running":
-                running.append(container)
-        return sorted(running, key=lambda c: c.id)
+        return [c for c in self.containers(service) if c.status == "running"]
+
+    def containers(self, service: str) -> list[Container]:
+        """Every container of *service*, exited ones included, in a stable order."""
+        found = [
+            self.docker.containers.get(cid)
+            for cid in self.compose("ps", "-a", "-q", service).split()
+        ]
+        return sorted(found, key=lambda c: c.id)
 
     def scale(self, service: str, count: int) -> list[Container]:
         """Run *count* replicas of *service* and wait until the gateway sees all of them pass."""
@@ -108,9 +130,14 @@ class Stack:
 
     def gateway_instances(self, service: str) -> list[dict[str, Any]]:
         """The instances of *service* in the gateway's route table (/_gateway/routes)."""
-        routes = self.http.get(f"{GATEWAY}/_gateway/routes", timeout=5).json()
-        for entry in routes["services"]:
+        answer = self.admin.get(f"{ADMIN}/_gateway/routes", timeout=5)
+        assert answer.status_code == 200, answer.text
+        for entry in answer.json()["services"]:
             if entry["service"] == service:
+                assert isinstance(entry["instances"], list), (
+                    "the gateway lists instances only with GATEWAY_ADMIN_DETAIL=true "
+                    "(.ci/e2e sets it; set it in .env for your own stack)"
+                )
                 instances: list[dict[str, Any]] = entry["instances"]
                 return instances
         return []
@@ -121,7 +148,7 @@ class Stack:
 
     def consul_registered(self, service: str) -> set[str]:
         """IDs of every registered instance of *service* in Consul's catalog, passing or not."""
-        entries = self.http.get(f"{CONSUL}/v1/catalog/service/{service}", timeout=5).json()
+        entries = self.consul.get(f"{CONSUL}/v1/catalog/service/{service}", timeout=5).json()
         return {e["ServiceID"] for e in entries}
 
 
