@@ -1,4 +1,4 @@
-"""JSON error answers of the gateway: a status, a stable error code and a readable detail."""
+"""Answers the gateway writes itself: status lines, heads, and JSON errors with a stable code."""
 
 from __future__ import annotations
 
@@ -21,3 +21,28 @@ def error_body(code: int, error_code: str, detail: str, request_id: str, **extra
     return json.dumps(
         {"error": error_code, "detail": detail, "status": code, "request_id": request_id, **extra}
     ).encode()
+
+
+def response_head(
+    status_line: bytes,
+    lines: list[bytes],
+    length: int | None,
+    keep_alive: bool,
+    chunked: bool,
+    version: str = "1.1",
+) -> bytes:
+    """The head of an answer: status, headers, framing, and the connection's fate.
+
+    ``Connection: close`` when the gateway will close; ``Connection: keep-alive`` for an
+    HTTP/1.0 client it keeps, since such a client assumes a close otherwise.
+    """
+    parts = [b"HTTP/1.1 " + status_line, *lines]
+    if chunked:
+        parts.append(b"Transfer-Encoding: chunked")
+    elif length is not None:
+        parts.append(b"Content-Length: %d" % length)
+    if not keep_alive:
+        parts.append(b"Connection: close")
+    elif version == "1.0":
+        parts.append(b"Connection: keep-alive")
+    return b"\r\n".join(parts) + b"\r\n\r\n"

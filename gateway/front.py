@@ -20,7 +20,7 @@ from typing import cast
 
 import httptools
 
-from gateway.errors_json import error_body, status_line
+from gateway.errors_json import error_body, response_head, status_line
 from gateway.request import ClientError, ClientGone, Request
 from gateway.settings import GatewaySettings
 
@@ -30,6 +30,7 @@ Handler = Callable[[Request], Awaitable[None]]
 MAX_TARGET = 8 * 1024
 MAX_HEADER_BYTES = 64 * 1024
 MAX_HEADERS = 100
+MAX_PIPELINED = 32  # requests parsed ahead of the one being answered
 HIGH_WATER = 256 * 1024  # body bytes held for a handler before the client is paused
 SWEEP_INTERVAL = 0.5
 # What the timer of a connection is waiting for.
@@ -97,6 +98,8 @@ class ClientConnection(asyncio.Protocol):
         self.send_deadline = 0.0
         self._drain: asyncio.Future[None] | None = None
         self._header_bytes = 0
+        self._head_bytes = 0  # of the request head being received, counted before parsing
+        self._next_pending = False  # the next pipelined request waits for the client to read
         self.refused: ClientError | None = None  # answered after the requests before it
         self.refused_request: Request | None = None
         # Above the buffered-body size, so a handler reading a body whole is never paused.
@@ -124,6 +127,13 @@ class ClientConnection(asyncio.Protocol):
     def data_received(self, data: bytes) -> None:
         if self.refused is not None:
             return  # a request was refused; what follows it is never read
+        if self.parsing is None or self.parsing.headers is None:
+            # httptools gathers a header's pieces itself: bound the head before feeding it.
+            end = data.find(b"\r\n\r\n")
+            self._head_bytes += len(data) if end < 0 else end
+            if self._head_bytes > MAX_TARGET + MAX_HEADER_BYTES:
+                self._refuse(ClientError(431, "headers_too_large", "the request head is too large"))
+                return
         try:
             self.parser.feed_data(data)
         except httptools.HttpParserUpgrade:
@@ -177,6 +187,8 @@ class ClientConnection(asyncio.Protocol):
         self.write_paused = False
         if self._drain is not None and not self._drain.done():
             self._drain.set_result(None)
+        if self._next_pending and self.current is None and not self.lost:
+            self._next()
 
     # -- llhttp callbacks -------------------------------------------------------------------
 
@@ -207,6 +219,9 @@ class ClientConnection(asyncio.Protocol):
     def on_headers_complete(self) -> None:
         req = self.parsing
         assert req is not None
+        self._head_bytes = 0
+        if len(self.queue) >= MAX_PIPELINED:
+            raise ClientError(429, "too_many_requests", f"over {MAX_PIPELINED} pipelined requests")
         req.headers_complete(
             self.parser.get_method(),
             self.parser.get_http_version(),
@@ -264,11 +279,20 @@ class ClientConnection(asyncio.Protocol):
 
     def _done(self, req: Request) -> None:
         self.current = None
-        if self.lost:
-            return
+        if self.lost or self.transport is None or self.transport.is_closing():
+            return  # aborted or closed: no later request may still reach an upstream
         if not (req.complete and req.keep_alive and req.reusable) or self.server.closing:
             self.close()
             return
+        self._next()
+
+    def _next(self) -> None:
+        """Answer the next pipelined request, or the refusal, or wait for one; never while the
+        client is not reading what it was sent (resume_writing calls back)."""
+        if self.write_paused:
+            self._next_pending = True
+            return
+        self._next_pending = False
         if self.queue:
             self._dispatch(self.queue.popleft())
             self.resume_reading()  # its body may still be arriving
@@ -313,14 +337,13 @@ class ClientConnection(asyncio.Protocol):
             return
         rid = req.request_id if req is not None else "-"
         body = error_body(exc.status, exc.code, exc.detail, rid)
-        if req is not None:
-            req.answered = True
-            req.reusable = req.reusable and req.complete
-        close = req is None or not req.reusable or not req.keep_alive
         lines = [b"Content-Type: application/json", b"X-Request-ID: " + rid.encode()]
-        self.write(
-            response_head(status_line(exc.status), lines, len(body), not close, False) + body
-        )
+        line = status_line(exc.status)
+        if req is None or req is self.refused_request:  # the connection ends after a refusal
+            self.write(response_head(line, lines, len(body), False, False) + body)
+            return
+        req.answered = True
+        self.write(req.head(line, lines, len(body), False) + body)
 
     def on_deadline(self) -> None:
         """A deadline passed: answer 408 where a request had begun, else just close."""
@@ -370,17 +393,3 @@ class ClientConnection(asyncio.Protocol):
         log.debug("closing a connection from %s: %s", self.peer, why)
         if self.transport is not None:
             self.transport.abort()
-
-
-def response_head(
-    status_line: bytes, lines: list[bytes], length: int | None, keep_alive: bool, chunked: bool
-) -> bytes:
-    """The head of an answer: status, headers, framing, and ``Connection: close`` if needed."""
-    parts = [b"HTTP/1.1 " + status_line, *lines]
-    if chunked:
-        parts.append(b"Transfer-Encoding: chunked")
-    elif length is not None:
-        parts.append(b"Content-Length: %d" % length)
-    if not keep_alive:
-        parts.append(b"Connection: close")
-    return b"\r\n".join(parts) + b"\r\n\r\n"

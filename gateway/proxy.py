@@ -21,7 +21,6 @@ from discovery.stats import StatsTable
 from discovery.watcher import CatalogWatcher
 from gateway import metrics
 from gateway.errors_json import error_body, status_line
-from gateway.front import response_head
 from gateway.headers import response_lines, upstream_head
 from gateway.policy import client_address, has_dot_segment, is_admin_path, routable
 from gateway.ratelimit import InflightLimiter, Limits, RateLimiter, limits_for, retry_after
@@ -277,6 +276,7 @@ class Proxy:
         idempotent: bool,
     ) -> tuple[UpstreamConnection, Answer]:
         key = (instance.address, instance.port)
+        ends = req.conn.loop.time() + timeout
         conn = await self.pool.acquire(key)
         try:
             return conn, await self._exchange(conn, req, head, body, timeout)
@@ -286,7 +286,8 @@ class Proxy:
             if not (exc.reused and body is not None and idempotent):
                 raise
         conn = await self.pool.connect(key)
-        return conn, await self._exchange(conn, req, head, body, timeout)
+        remaining = max(0.001, ends - req.conn.loop.time())  # within the attempt's own time
+        return conn, await self._exchange(conn, req, head, body, remaining)
 
     async def _exchange(
         self,
@@ -369,13 +370,11 @@ class Proxy:
         if self.settings.debug_headers:
             lines.append(b"X-Upstream-Instance: " + instance.id.encode("latin-1"))
         line = status_line(answer.status, answer.reason)
-        client = req.conn
-        keep_alive = req.keep_alive and not client.server.closing
         if req.method == b"HEAD" or answer.status in (204, 304):
             if answer.length is not None and req.method == b"HEAD":
                 lines.append(b"Content-Length: %d" % answer.length)
             self.pool.release(conn)
-            self._answer(req, answer.status, response_head(line, lines, None, keep_alive, False))
+            self._answer(req, answer.status, req.head(line, lines, None, False))
             return
         if answer.done or (answer.length is not None and answer.length <= SMALL_ANSWER):
             try:
@@ -389,10 +388,9 @@ class Proxy:
                     self.error(req, 502, "upstream_failed", "the instance's answer broke off")
                 return
             self.pool.release(conn)
-            head = response_head(line, lines, len(data), keep_alive, False)
-            self._answer(req, answer.status, head + data)
+            self._answer(req, answer.status, req.head(line, lines, len(data), False) + data)
             return
-        await self._stream(req, conn, answer, instance, service, line, lines, keep_alive)
+        await self._stream(req, conn, answer, instance, service, line, lines)
 
     async def _stream(
         self,
@@ -403,16 +401,13 @@ class Proxy:
         service: Service,
         line: bytes,
         lines: list[bytes],
-        keep_alive: bool,
     ) -> None:
         """A large or open-ended answer, passed on as it arrives, at the client's pace."""
         client = req.conn
         chunked = answer.length is None and req.version == "1.1"
         if answer.length is None and not chunked:
-            keep_alive = False  # an HTTP/1.0 client learns the end from the close
-        self._answer(
-            req, answer.status, response_head(line, lines, answer.length, keep_alive, chunked)
-        )
+            req.reusable = False  # an HTTP/1.0 client learns the end from the close
+        self._answer(req, answer.status, req.head(line, lines, answer.length, chunked))
         try:
             async for data in _framed(answer.chunks(self.settings.try_timeout), chunked):
                 client.write(data)
@@ -444,9 +439,7 @@ class Proxy:
         """Answer with a JSON error."""
         body = error_body(code, error_code, detail, req.request_id, **extra)
         lines = [_JSON, b"X-Request-ID: " + req.request_id.encode(), *(extra_headers or ())]
-        keep_alive = req.keep_alive and not req.conn.server.closing
-        head = response_head(status_line(code), lines, len(body), keep_alive, False)
-        self._answer(req, code, head + body)
+        self._answer(req, code, req.head(status_line(code), lines, len(body), False) + body)
 
 
 async def _framed(chunks: AsyncIterator[bytes], chunked: bool) -> AsyncIterator[bytes]:

@@ -14,6 +14,7 @@ from collections.abc import AsyncIterator
 from random import getrandbits
 from typing import TYPE_CHECKING
 
+from gateway.errors_json import response_head
 from gateway.headers import RequestHeaders, classify
 
 if TYPE_CHECKING:
@@ -109,12 +110,26 @@ class Request:
             self.keep_alive = False  # llhttp ignores "close" beside "keep-alive" in HTTP/1.0
         if method in (b"TRACE", b"CONNECT"):
             raise ClientError(405, "method_not_allowed", f"{method.decode()} is not allowed")
-        if not self.target.startswith(b"/"):
+        if not self.target.startswith(b"/") or b"#" in self.target:
             raise ClientError(400, "bad_request", "the request target must be a path")
         self.content_length = headers.content_length
         self.has_body = headers.chunked or bool(headers.content_length)
         if not self.has_body:
             self.complete = True
+
+    def keeps_alive(self) -> bool:
+        """Whether the connection will carry another request after this one's answer.
+
+        Not if the client asked to close, the body was not read to its end (an early answer:
+        what remains cannot be told from a next request), or the worker is stopping.
+        """
+        return self.keep_alive and self.complete and self.reusable and not self.conn.server.closing
+
+    def head(
+        self, status_line: bytes, lines: list[bytes], length: int | None, chunked: bool
+    ) -> bytes:
+        """The head of this request's answer, with the connection's fate spelled out."""
+        return response_head(status_line, lines, length, self.keeps_alive(), chunked, self.version)
 
     # -- filled by the front end ------------------------------------------------------------
 
@@ -159,7 +174,9 @@ class Request:
         headers = self.headers
         if headers is not None and headers.expect_continue and not self.answered:
             headers.expect_continue = False
-            self.conn.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+            if self.version == "1.1":  # an HTTP/1.0 client's expectation is ignored (RFC 9110)
+                self.conn.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+        self.conn.resume_reading()
 
     async def read_body(self, limit: int) -> bytes | None:
         """The whole body if it is at most *limit* bytes, else None: then use :meth:`chunks`."""

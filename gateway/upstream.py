@@ -186,8 +186,10 @@ class UpstreamConnection(asyncio.Protocol):
             self.close()  # bytes nobody asked for: this connection can never be trusted again
             return
         if not answer.head.done():
-            # httptools gathers a header's pieces itself, so bound the head before feeding it.
-            self._header_bytes += len(data)
+            # httptools gathers a header's pieces itself, so bound the head before feeding it;
+            # only the bytes before the blank line count (the body may come in the same read).
+            end = data.find(b"\r\n\r\n")
+            self._header_bytes += len(data) if end < 0 else end
             if self._header_bytes > MAX_HEADER_BYTES:
                 self._broken(UpstreamBadResponse("the answer's head is over 64 KiB"))
                 return

@@ -15,7 +15,6 @@ from typing import Any
 from urllib.parse import unquote_to_bytes
 
 from gateway.errors_json import status_line
-from gateway.front import response_head
 from gateway.request import ClientError, Request
 
 WSGIApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
@@ -86,7 +85,5 @@ async def call_wsgi(app: WSGIApp, req: Request, server: tuple[str, int]) -> None
     lines = [f"{k}: {v}".encode("latin-1") for k, v in headers if k.lower() != "content-length"]
     lines.append(b"X-Request-ID: " + req.request_id.encode())
     req.answered, req.status = True, int(code)
-    head = response_head(
-        status_line(int(code), reason.encode("latin-1")), lines, len(data), req.keep_alive, False
-    )
+    head = req.head(status_line(int(code), reason.encode("latin-1")), lines, len(data), False)
     req.conn.write(head + data)
