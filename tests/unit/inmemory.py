@@ -157,12 +157,15 @@ class Reply:
     body: bytes
 
 
-def replies(data: bytes) -> list[Reply]:
-    """Every answer in *data*, parsed by llhttp."""
+def replies(data: bytes, whole: bool = False) -> list[Reply]:
+    """Every answer in *data*, parsed by llhttp; with *whole*, fail if one is cut short."""
     found: list[Reply] = []
+    begun = 0
 
     class Sink:
         def on_message_begin(self) -> None:
+            nonlocal begun
+            begun += 1
             self.headers: dict[str, str] = {}
             self.body = b""
 
@@ -177,6 +180,7 @@ def replies(data: bytes) -> list[Reply]:
 
     parser = httptools.HttpResponseParser(Sink())
     parser.feed_data(bytes(data))
+    assert not whole or begun == len(found), f"an answer was cut short: {bytes(data)!r}"
     return found
 
 

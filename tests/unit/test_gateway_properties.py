@@ -27,7 +27,16 @@ from hypothesis import event, example, given, settings
 from hypothesis import strategies as st
 
 from gateway.front import ClientConnection, FrontServer
-from tests.unit.inmemory import FakeTransport, Reply, Script, Upstreams, answer, build, service
+from tests.unit.inmemory import (
+    FakeTransport,
+    Reply,
+    Script,
+    Upstreams,
+    answer,
+    build,
+    replies,
+    service,
+)
 
 SERVICES = {b"a": 1, b"b": 2}
 PROPERTY = settings(max_examples=200, deadline=None, database=None)
@@ -370,7 +379,7 @@ class Outcome:
 
     def answers(self) -> list[Reply]:
         """Every final answer the client received; all of them must be complete."""
-        found = complete_replies(self.written)
+        found = replies(self.written, whole=True)
         return [r for r in found if r.status >= 200]
 
     def forwarded(self) -> list[Forwarded]:
@@ -378,33 +387,6 @@ class Outcome:
         return [
             parse_upstream(i, port, data) for i, (port, data) in enumerate(self.upstreams.received)
         ]
-
-
-def complete_replies(data: bytes) -> list[Reply]:
-    """The answers in *data*; fails unless it is whole answers and nothing else."""
-    found: list[Reply] = []
-    begun = 0
-
-    class Sink:
-        def on_message_begin(self) -> None:
-            nonlocal begun
-            begun += 1
-            self.headers: dict[str, str] = {}
-            self.body = b""
-
-        def on_header(self, name: bytes, value: bytes) -> None:
-            self.headers[name.decode().lower()] = value.decode()
-
-        def on_body(self, body: bytes) -> None:
-            self.body += body
-
-        def on_message_complete(self) -> None:
-            found.append(Reply(parser.get_status_code(), self.headers, self.body))
-
-    parser = httptools.HttpResponseParser(Sink())
-    parser.feed_data(data)
-    assert begun == len(found), f"an answer was cut short: {data!r}"
-    return found
 
 
 def parse_upstream(index: int, port: int, data: bytes) -> Forwarded:
