@@ -23,6 +23,7 @@ from gateway import metrics
 from gateway.errors_json import error_body, status_line
 from gateway.headers import response_lines, upstream_head
 from gateway.policy import client_address, has_dot_segment, is_admin_path, routable
+from gateway.pool import Pool
 from gateway.ratelimit import InflightLimiter, Limits, RateLimiter, limits_for, retry_after
 from gateway.request import ClientError, ClientGone, Request
 from gateway.retry import RetryBudget, may_retry_status
@@ -31,7 +32,6 @@ from gateway.settings import GatewaySettings
 from gateway.upstream import (
     Answer,
     ConnectFailed,
-    Pool,
     UpstreamBadResponse,
     UpstreamBroken,
     UpstreamConnection,

@@ -1,4 +1,4 @@
-"""Connections to upstream instances on asyncio, their answers parsed by llhttp, kept in a pool.
+"""Connections to upstream instances on asyncio, their answers parsed by llhttp.
 
 Each outcome of an attempt is a distinct exception the proxy's retry loop acts on: a connection
 that never formed (:class:`ConnectFailed`), no answer in time (:class:`UpstreamTimeout`), a
@@ -6,7 +6,7 @@ connection that broke (:class:`UpstreamBroken`), or an answer whose framing cann
 (:class:`UpstreamBadResponse`, llhttp's verdict: Content-Length with Transfer-Encoding,
 differing lengths, a bad status line).
 
-A connection goes back to the pool only when its answer was read exactly to the end: interim
+A connection goes back to the pool (:mod:`gateway.pool`) only when its answer was read exactly to the end: interim
 1xx answers are skipped, and a connection on which anything arrives after the answer (or while
 idle) is closed, so one client can never receive bytes meant for another.
 """
@@ -14,11 +14,13 @@ idle) is closed, so one client can never receive bytes meant for another.
 from __future__ import annotations
 
 import asyncio
-from collections import deque
 from collections.abc import AsyncIterator
-from typing import cast
+from typing import TYPE_CHECKING, cast
 
 import httptools
+
+if TYPE_CHECKING:
+    from gateway.pool import Deadlines
 
 MAX_HEADERS = 100
 MAX_HEADER_BYTES = 64 * 1024
@@ -82,7 +84,7 @@ class Answer:
         self.buffered = 0
         self._parts: list[bytes] = []
         self._waiter: asyncio.Future[None] | None = None
-        self.timed = False  # under the attempt's deadline (see Deadlines)
+        self.timed = False  # under the attempt's deadline (see gateway.pool.Deadlines)
 
     def feed(self, data: bytes) -> None:
         self._parts.append(data)
@@ -359,114 +361,3 @@ class UpstreamConnection(asyncio.Protocol):
         self.reusable = False
         if self.transport is not None:
             self.transport.close()
-
-
-class Deadlines:
-    """The attempt deadlines of one worker, checked ten times a second.
-
-    A timer per request (create, then cancel) cost about a fifteenth of the proxy's own CPU
-    per request; a list append is nearly free. A deadline is therefore kept to within a tenth
-    of a second, and the check only looks at attempts still waiting for their answer.
-    """
-
-    TICK = 0.1
-
-    def __init__(self) -> None:
-        self._entries: list[tuple[float, Answer, float]] = []
-        self._scheduled = False
-
-    def add(self, answer: Answer, seconds: float) -> None:
-        """Fail *answer* with UpstreamTimeout if it has not ended after *seconds*."""
-        loop = answer.conn.loop
-        answer.timed = True
-        self._entries.append((loop.time() + seconds, answer, seconds))
-        if not self._scheduled:
-            self._scheduled = True
-            loop.call_later(self.TICK, self._check, loop)
-
-    def _check(self, loop: asyncio.AbstractEventLoop) -> None:
-        now = loop.time()
-        waiting = []
-        for entry in self._entries:
-            deadline, answer, seconds = entry
-            if not answer.timed:
-                continue
-            if now >= deadline:
-                answer.conn.time_out(seconds)
-            else:
-                waiting.append(entry)
-        self._entries = waiting
-        self._scheduled = bool(waiting)
-        if waiting:
-            loop.call_later(self.TICK, self._check, loop)
-
-
-class Pool:
-    """Idle connections by ``(host, port)``, reused last-in first-out.
-
-    Reuse saves a TCP handshake and an accept per request. An idle connection the instance
-    closes is noticed at once by the event loop (``connection_lost``) and never handed out.
-    """
-
-    def __init__(
-        self, connect_timeout: float, idle_timeout: float = 30.0, max_idle: int = 64
-    ) -> None:
-        self.connect_timeout = connect_timeout
-        self.idle_timeout = idle_timeout
-        self.max_idle = max_idle
-        self.deadlines = Deadlines()
-        self._idle: dict[tuple[str, int], deque[UpstreamConnection]] = {}
-
-    async def acquire(self, key: tuple[str, int]) -> UpstreamConnection:
-        """An idle connection to *key* if a live one exists, else a new one."""
-        idle = self._idle.get(key)
-        if idle:
-            loop = asyncio.get_running_loop()
-            oldest = loop.time() - self.idle_timeout
-            while idle:
-                conn = idle.pop()
-                if not conn.lost and conn.idle_since >= oldest:
-                    conn.reused = True
-                    return conn
-                conn.close()
-        return await self.connect(key)
-
-    async def connect(self, key: tuple[str, int]) -> UpstreamConnection:
-        """A new connection, or ConnectFailed."""
-        loop = asyncio.get_running_loop()
-        try:
-            _, conn = await asyncio.wait_for(
-                loop.create_connection(
-                    lambda: UpstreamConnection(key, self.deadlines), key[0], key[1]
-                ),
-                self.connect_timeout,
-            )
-        except (OSError, TimeoutError) as exc:
-            raise ConnectFailed(f"connect failed: {exc.strerror or type(exc).__name__}") from exc
-        return conn
-
-    def release(self, conn: UpstreamConnection) -> None:
-        """Keep a connection whose answer was read exactly to its end; close any other."""
-        answer = conn.answer
-        conn.answer = None
-        if (
-            conn.lost
-            or not conn.reusable
-            or answer is None
-            or not answer.done
-            or not answer.keep_alive
-        ):
-            conn.close()
-            return
-        idle = self._idle.setdefault(conn.key, deque())
-        if len(idle) >= self.max_idle:
-            conn.close()
-            return
-        conn.idle_since = conn.loop.time()
-        idle.append(conn)
-
-    def discard_host(self, key: tuple[str, int]) -> None:
-        """Close every idle connection to an instance that left or failed."""
-        idle = self._idle.pop(key, None)
-        while idle:
-            idle.pop().close()

@@ -17,9 +17,10 @@ import httptools
 
 from discovery.model import Instance, Service
 from gateway.front import ClientConnection, FrontServer
+from gateway.pool import Pool
 from gateway.proxy import Proxy
 from gateway.settings import GatewaySettings
-from gateway.upstream import ConnectFailed, Pool, UpstreamConnection
+from gateway.upstream import ConnectFailed, UpstreamConnection
 
 PEER = ("203.0.113.9", 40000)
 
