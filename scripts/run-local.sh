@@ -39,4 +39,5 @@ start quote 8201
 start echo 8301
 GATEWAY_PORT=$GATEWAY_PORT GATEWAY_BIND=127.0.0.1 "$BIN/gunicorn" -c gateway/gunicorn.conf.py & pids+=($!)
 echo "gateway on http://127.0.0.1:$GATEWAY_PORT  (try: curl localhost:$GATEWAY_PORT/catalog/items)"
+echo "admin API on http://127.0.0.1:${GATEWAY_ADMIN_PORT:-9090}/_gateway/routes"
 wait -n "${pids[@]}"
