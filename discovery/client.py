@@ -51,6 +51,7 @@ class ServiceClient:
         self._local = threading.local()
         self._start_lock = threading.Lock()
         self._started = False
+        self._ready_by = 0.0  # every caller waits for the first read until then, no longer
 
     def _observe(self, services: Mapping[str, Service]) -> None:
         """Let instances ejected for refused connections back once Consul sees them return."""
@@ -63,13 +64,22 @@ class ServiceClient:
         return session
 
     def _ensure_started(self) -> None:
-        if self._started:
-            return
-        with self._start_lock:
-            if not self._started:
-                self.watcher.start()
-                self._started = True
-        self.watcher.wait_ready(self.timeout)
+        """Start watching on first use; every thread waits for the first read of the catalog.
+
+        All callers share one window (``timeout`` from the start): before the first read, a
+        call waits for it instead of failing with "no passing instance"; after the window, a
+        Consul that never answered does not make every call wait again.
+        """
+        if not self._started:
+            with self._start_lock:
+                if not self._started:
+                    self._ready_by = time.monotonic() + self.timeout
+                    self.watcher.start()
+                    self._started = True
+        if not self.watcher.has_data:
+            remaining = self._ready_by - time.monotonic()
+            if remaining > 0:
+                self.watcher.wait_ready(remaining)
 
     def request(self, service: str, method: str, path: str, **kwargs: Any) -> requests.Response:
         """Send one request to a passing instance of *service*; raise NoInstanceError if none."""
