@@ -1,6 +1,6 @@
 """Settings shared by every test folder: where an external Consul agent is, if any.
 
-``--consul-addr http://host:port`` (or the ``CONSUL_HTTP_ADDR`` environment variable) points
+``--consul-addr http://host:port`` (or ``CONSUL_TEST_ADDR``, a variable meant for this alone) points
 tests at a real Consul agent; without either, folders start the Consul test double themselves.
 Folder-specific fixtures live in each folder's own conftest.py.
 """
@@ -8,6 +8,7 @@ Folder-specific fixtures live in each folder's own conftest.py.
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 
 import pytest
 
@@ -19,16 +20,26 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         default=None,
         metavar="URL",
         help="run against this Consul agent instead of the test double "
-        "(default: $CONSUL_HTTP_ADDR, else start the double)",
+        "(default: $CONSUL_TEST_ADDR, else start the double; never $CONSUL_HTTP_ADDR, which "
+        "may name the agent `make run` uses)",
     )
+
+
+def external_addr(option: str | None, environ: Mapping[str, str]) -> str | None:
+    """The agent the tests should use: ``--consul-addr``, else ``CONSUL_TEST_ADDR``, else None.
+
+    Never ``CONSUL_HTTP_ADDR``: the README has users export it for ``make run``, and the
+    contract suite registers, deregisters and restarts things on whatever agent it is given.
+    """
+    addr = option or environ.get("CONSUL_TEST_ADDR")
+    if not addr:
+        return None
+    if "://" not in addr:
+        addr = f"http://{addr}"
+    return addr.rstrip("/")
 
 
 @pytest.fixture(scope="session")
 def external_consul_addr(pytestconfig: pytest.Config) -> str | None:
     """The external Consul agent's base URL ("http://host:port"), or None to use the double."""
-    addr = pytestconfig.getoption("--consul-addr") or os.environ.get("CONSUL_HTTP_ADDR")
-    if not addr:
-        return None
-    if "://" not in addr:
-        addr = f"http://{addr}"
-    return str(addr).rstrip("/")
+    return external_addr(pytestconfig.getoption("--consul-addr"), os.environ)

@@ -1,7 +1,7 @@
 """Fixtures for the contract suite.
 
 By default the suite starts the Consul test double with short test-only timings. With
-``--consul-addr`` or ``CONSUL_HTTP_ADDR`` it runs unchanged against a real agent, for example
+``--consul-addr`` or ``CONSUL_TEST_ADDR`` it runs unchanged against a real agent, for example
 
     docker run --rm --network host hashicorp/consul:1.16 agent -dev
     pytest tests/contract --consul-addr http://127.0.0.1:8500
