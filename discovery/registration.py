@@ -72,6 +72,14 @@ class Registrar:
         while True:
             try:
                 self.register_once()
+            except consul.ACLPermissionDenied as exc:
+                # A refusal is not an outage: retrying cannot help, and the fix is the token.
+                raise RegistrationError(
+                    f"Consul at {self.settings.consul.url} refused to register "
+                    f"{self.service_id} ({exc}): check CONSUL_HTTP_TOKEN or "
+                    f"CONSUL_HTTP_TOKEN_FILE; the token needs service:write on "
+                    f"{self.settings.name!r}"
+                ) from exc
             except CONSUL_ERRORS as exc:
                 delay = backoff.next_delay()
                 if time.monotonic() + delay > deadline:
