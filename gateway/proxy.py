@@ -300,9 +300,15 @@ class Proxy:
         head_only = req.method == b"HEAD"
         try:
             if body is not None:
-                return await conn.send(head, body, False, timeout, head_only)
-            chunked = req.content_length is None
-            return await conn.send(head, req.chunks(), chunked, timeout, head_only)
+                answer = await conn.send(head, body, False, timeout, head_only)
+            else:
+                chunked = req.content_length is None
+                answer = await conn.send(head, req.chunks(), chunked, timeout, head_only)
+            if _whole(req, answer):
+                # Read within the attempt: if the body breaks off, nothing has reached the
+                # client yet, so the retry rules apply as to a broken connection.
+                answer.body = await answer.read_all()
+            return answer
         except BaseException:
             conn.close()
             raise
@@ -376,17 +382,8 @@ class Proxy:
             self.pool.release(conn)
             self._answer(req, answer.status, req.head(line, lines, None, False))
             return
-        if answer.done or (answer.length is not None and answer.length <= SMALL_ANSWER):
-            try:
-                data = await answer.read_all()
-            except UpstreamError as exc:
-                conn.close()
-                self._failed(service, instance, exc, req)
-                if isinstance(exc, UpstreamTimeout):
-                    self.error(req, 504, "upstream_timeout", "the instance did not answer in time")
-                else:
-                    self.error(req, 502, "upstream_failed", "the instance's answer broke off")
-                return
+        data = answer.body
+        if data is not None:
             self.pool.release(conn)
             self._answer(req, answer.status, req.head(line, lines, len(data), False) + data)
             return
@@ -440,6 +437,13 @@ class Proxy:
         body = error_body(code, error_code, detail, req.request_id, **extra)
         lines = [_JSON, b"X-Request-ID: " + req.request_id.encode(), *(extra_headers or ())]
         self._answer(req, code, req.head(status_line(code), lines, len(body), False) + body)
+
+
+def _whole(req: Request, answer: Answer) -> bool:
+    """Whether the answer is relayed in one write: it has a body, and a small one."""
+    if req.method == b"HEAD" or answer.status in (204, 304):
+        return False
+    return answer.done or (answer.length is not None and answer.length <= SMALL_ANSWER)
 
 
 async def _framed(chunks: AsyncIterator[bytes], chunked: bool) -> AsyncIterator[bytes]:

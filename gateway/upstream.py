@@ -57,6 +57,7 @@ class Answer:
     __slots__ = (
         "_parts",
         "_waiter",
+        "body",
         "buffered",
         "chunked",
         "conn",
@@ -82,6 +83,7 @@ class Answer:
         self.done = False
         self.error: BaseException | None = None
         self.buffered = 0
+        self.body: bytes | None = None  # the whole body, when it was read within the attempt
         self._parts: list[bytes] = []
         self._waiter: asyncio.Future[None] | None = None
         self.timed = False  # under the attempt's deadline (see gateway.pool.Deadlines)

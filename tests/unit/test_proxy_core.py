@@ -196,3 +196,12 @@ def test_connection_close_wins_over_keep_alive_in_http_1_0() -> None:
     raw = b"GET /svc/ HTTP/1.0\r\nHost: gw\r\nConnection: keep-alive\r\nConnection: close\r\n\r\n"
     transport = run(exchange(front, raw + b"GET /svc/ HTTP/1.0\r\nHost: gw\r\n\r\n"))
     assert len(replies(transport.written)) == 1 and transport.closed
+
+
+def test_an_answer_that_breaks_off_is_retried_for_get_but_not_for_post() -> None:
+    cut = b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nhalf"
+    ups = Upstreams({1: lambda req: cut, 2: lambda req: answer(b"whole")}, close_after={1})
+    _, front = build(ups, [service("svc", 1, 2)], balancer="round_robin")
+    outs = [replies(out)[0] for out in exchanges(front, *[GET] * 2, *[post()] * 2)]
+    assert {(r.status, r.body) for r in outs[:2]} == {(200, b"whole")}
+    assert {r.status for r in outs[2:]} == {200, 502}
