@@ -16,6 +16,23 @@ def status_line(code: int, reason: bytes = b"") -> bytes:
     return _REASONS.get(code) or b"%d Unknown" % code
 
 
+def error_answer(
+    code: int,
+    error_code: str,
+    detail: str,
+    request_id: str,
+    keep_alive: bool = False,
+    version: str = "1.1",
+    extra_headers: tuple[bytes, ...] = (),
+    **extra: Any,
+) -> bytes:
+    """A whole JSON error answer, head and body; by default the connection closes after it."""
+    body = error_body(code, error_code, detail, request_id, **extra)
+    lines = [b"Content-Type: application/json", b"X-Request-ID: " + request_id.encode()]
+    lines += extra_headers
+    return response_head(status_line(code), lines, len(body), keep_alive, False, version) + body
+
+
 def error_body(code: int, error_code: str, detail: str, request_id: str, **extra: Any) -> bytes:
     """``{"error": "no_passing_instance", "detail": ..., "status": 503, "request_id": ...}``."""
     return json.dumps(

@@ -20,7 +20,7 @@ from typing import cast
 
 import httptools
 
-from gateway.errors_json import error_body, response_head, status_line
+from gateway.errors_json import error_answer
 from gateway.request import ClientError, ClientGone, Request
 from gateway.settings import GatewaySettings
 
@@ -113,11 +113,11 @@ class ClientConnection(asyncio.Protocol):
         peer = transport.get_extra_info("peername")
         self.peer = peer[0] if isinstance(peer, tuple) else ""
         if len(self.server.connections) >= self.settings.max_connections:
-            body = error_body(
-                503, "too_many_connections", "the gateway is at its connection limit", "-"
+            transport.write(
+                error_answer(
+                    503, "too_many_connections", "the gateway is at its connection limit", "-"
+                )
             )
-            lines = [b"Content-Type: application/json"]
-            transport.write(response_head(status_line(503), lines, len(body), False, False) + body)
             transport.close()
             self.lost = True
             return
@@ -335,15 +335,11 @@ class ClientConnection(asyncio.Protocol):
         if req is not None and req.answered:
             self.abort(str(exc))
             return
-        rid = req.request_id if req is not None else "-"
-        body = error_body(exc.status, exc.code, exc.detail, rid)
-        lines = [b"Content-Type: application/json", b"X-Request-ID: " + rid.encode()]
-        line = status_line(exc.status)
         if req is None or req is self.refused_request:  # the connection ends after a refusal
-            self.write(response_head(line, lines, len(body), False, False) + body)
+            rid = req.request_id if req is not None else "-"
+            self.write(error_answer(exc.status, exc.code, exc.detail, rid))
             return
-        req.answered = True
-        self.write(req.head(line, lines, len(body), False) + body)
+        req.error(exc.status, exc.code, exc.detail)
 
     def on_deadline(self) -> None:
         """A deadline passed: answer 408 where a request had begun, else just close."""

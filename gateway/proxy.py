@@ -20,7 +20,7 @@ from discovery.model import Instance, Service
 from discovery.stats import StatsTable
 from discovery.watcher import CatalogWatcher
 from gateway import metrics
-from gateway.errors_json import error_body, status_line
+from gateway.errors_json import status_line
 from gateway.headers import response_lines, upstream_head
 from gateway.policy import client_address, has_dot_segment, is_admin_path, routable
 from gateway.pool import Pool
@@ -44,7 +44,6 @@ access_log = logging.getLogger("gateway.access")
 PRUNE_EVERY = 1.0  # seconds between sweeps of refilled rate-limit buckets
 SMALL_ANSWER = 64 * 1024  # answers up to this size are relayed in one write
 _IDEMPOTENT = frozenset(m.encode() for m in IDEMPOTENT_METHODS)
-_JSON = b"Content-Type: application/json"
 
 
 class Proxy:
@@ -120,26 +119,22 @@ class Proxy:
         matched = self.routes.match(path.decode("latin-1"))
         if matched is None:
             if not self.watcher.has_data:
-                self.error(
-                    req, 503, "not_synced", "the gateway has not read the service catalog from Consul yet"
+                req.error(
+                    503, "not_synced", "the gateway has not read the service catalog from Consul yet"
                 )  # fmt: skip
                 return
-            self.error(
-                req, 404, "unknown_service", f"no service is routed at {path.decode('latin-1')}"
-            )
+            req.error(404, "unknown_service", f"no service is routed at {path.decode('latin-1')}")
             return
         route, upstream_path = matched
         req.label = route.service
         raw_path = upstream_path.encode("latin-1")
         if route.service not in self.settings.expose_admin and is_admin_path(raw_path):
-            self.error(
-                req, 404, "not_routed", "the gateway does not route a service's /admin paths"
-            )
+            req.error(404, "not_routed", "the gateway does not route a service's /admin paths")
             return
         service = self.services.get(route.service)
         if service is None or not service.passing:
-            self.error(
-                req, 503, "no_passing_instance", f"service {route.service!r} has no passing instance",
+            req.error(
+                503, "no_passing_instance", f"service {route.service!r} has no passing instance",
                 service=route.service,
             )  # fmt: skip
             return
@@ -165,10 +160,10 @@ class Proxy:
                 await self._forward(req, service, route, head, body)
                 return
         metrics.LIMITED.labels(route.service, "inflight").inc()
-        self.error(
-            req, 503, "too_many_requests_in_flight",
+        req.error(
+            503, "too_many_requests_in_flight",
             f"service {route.service!r} has too many requests in flight; try again",
-            extra_headers=[b"Retry-After: 1"],
+            extra_headers=(b"Retry-After: 1",),
         )  # fmt: skip
 
     def _over_rate(self, req: Request, prefix: str, limits: Limits) -> bool:
@@ -184,9 +179,9 @@ class Proxy:
         if not wait:
             return False
         metrics.LIMITED.labels(req.label, "rate").inc()
-        self.error(
-            req, 429, "too_many_requests", "this client is over the route's request rate",
-            extra_headers=[b"Retry-After: " + retry_after(wait).encode()],
+        req.error(
+            429, "too_many_requests", "this client is over the route's request rate",
+            extra_headers=(b"Retry-After: " + retry_after(wait).encode(),),
         )  # fmt: skip
         return True
 
@@ -228,8 +223,8 @@ class Proxy:
                     break
                 except UpstreamTimeout as exc:
                     self._failed(service, instance, exc, req)
-                    self.error(
-                        req, 504, "upstream_timeout", "the instance did not answer in time",
+                    req.error(
+                        504, "upstream_timeout", "the instance did not answer in time",
                         service=service.name,
                     )  # fmt: skip
                     return
@@ -264,7 +259,7 @@ class Proxy:
                 await self._relay(req, conn, answer, instance, service)
                 return
         code, error_code, detail = failure
-        self.error(req, code, error_code, detail, service=service.name, attempts=len(tried))
+        req.error(code, error_code, detail, service=service.name, attempts=len(tried))
 
     async def _send(
         self,
@@ -380,12 +375,12 @@ class Proxy:
             if answer.length is not None and req.method == b"HEAD":
                 lines.append(b"Content-Length: %d" % answer.length)
             self.pool.release(conn)
-            self._answer(req, answer.status, req.head(line, lines, None, False))
+            req.answer(answer.status, req.head(line, lines, None, False))
             return
         data = answer.body
         if data is not None:
             self.pool.release(conn)
-            self._answer(req, answer.status, req.head(line, lines, len(data), False) + data)
+            req.answer(answer.status, req.head(line, lines, len(data), False) + data)
             return
         await self._stream(req, conn, answer, instance, service, line, lines)
 
@@ -404,7 +399,7 @@ class Proxy:
         chunked = answer.length is None and req.version == "1.1"
         if answer.length is None and not chunked:
             req.reusable = False  # an HTTP/1.0 client learns the end from the close
-        self._answer(req, answer.status, req.head(line, lines, answer.length, chunked))
+        req.answer(answer.status, req.head(line, lines, answer.length, chunked))
         try:
             async for data in _framed(answer.chunks(self.settings.try_timeout), chunked):
                 client.write(data)
@@ -418,25 +413,6 @@ class Proxy:
             conn.close()
             raise
         self.pool.release(conn)
-
-    def _answer(self, req: Request, status: int, data: bytes) -> None:
-        req.answered = True
-        req.status = status
-        req.conn.write(data)
-
-    def error(
-        self,
-        req: Request,
-        code: int,
-        error_code: str,
-        detail: str,
-        extra_headers: list[bytes] | None = None,
-        **extra: object,
-    ) -> None:
-        """Answer with a JSON error."""
-        body = error_body(code, error_code, detail, req.request_id, **extra)
-        lines = [_JSON, b"X-Request-ID: " + req.request_id.encode(), *(extra_headers or ())]
-        self._answer(req, code, req.head(status_line(code), lines, len(body), False) + body)
 
 
 def _whole(req: Request, answer: Answer) -> bool:

@@ -14,7 +14,7 @@ from collections.abc import AsyncIterator
 from random import getrandbits
 from typing import TYPE_CHECKING
 
-from gateway.errors_json import response_head
+from gateway.errors_json import error_answer, response_head
 from gateway.headers import RequestHeaders, classify
 
 if TYPE_CHECKING:
@@ -130,6 +130,27 @@ class Request:
     ) -> bytes:
         """The head of this request's answer, with the connection's fate spelled out."""
         return response_head(status_line, lines, length, self.keeps_alive(), chunked, self.version)
+
+    def answer(self, status: int, data: bytes) -> None:
+        """Write (the start of) this request's answer; *status* is kept for metrics and logs."""
+        self.answered = True
+        self.status = status
+        self.conn.write(data)
+
+    def error(
+        self,
+        code: int,
+        error_code: str,
+        detail: str,
+        extra_headers: tuple[bytes, ...] = (),
+        **extra: object,
+    ) -> None:
+        """Answer with a JSON error such as ``{"error": "no_passing_instance", ...}``."""
+        data = error_answer(
+            code, error_code, detail, self.request_id, self.keeps_alive(), self.version,
+            extra_headers, **extra,
+        )  # fmt: skip
+        self.answer(code, data)
 
     # -- filled by the front end ------------------------------------------------------------
 

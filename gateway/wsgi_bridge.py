@@ -84,6 +84,5 @@ async def call_wsgi(app: WSGIApp, req: Request, server: tuple[str, int]) -> None
     code, _, reason = status.partition(" ")
     lines = [f"{k}: {v}".encode("latin-1") for k, v in headers if k.lower() != "content-length"]
     lines.append(b"X-Request-ID: " + req.request_id.encode())
-    req.answered, req.status = True, int(code)
     head = req.head(status_line(int(code), reason.encode("latin-1")), lines, len(data), False)
-    req.conn.write(head + data)
+    req.answer(int(code), head + data)
