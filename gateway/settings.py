@@ -67,9 +67,13 @@ class GatewaySettings:
         e = os.environ if environ is None else environ
         snapshot = e.get("GATEWAY_SNAPSHOT_FILE", "").strip()
         rate = env.get_float(e, "GATEWAY_RATE_LIMIT", 0.0, 0, 1e6)
+        port = env.get_int(e, "GATEWAY_PORT", 8080, 1, 65535)
+        admin_port = env.get_int(e, "GATEWAY_ADMIN_PORT", 9090, 1, 65535)
+        if admin_port == port:
+            raise SettingsError("GATEWAY_ADMIN_PORT: must differ from GATEWAY_PORT")
         return cls(
             bind=env.get_str(e, "GATEWAY_BIND", "0.0.0.0"),
-            port=env.get_int(e, "GATEWAY_PORT", 8080, 1, 65535),
+            port=port,
             workers=env.get_int(e, "WEB_CONCURRENCY", 2, 1, 64),
             balancer=env.get_choice(e, "GATEWAY_BALANCER", DEFAULT_STRATEGY, tuple(STRATEGIES)),
             connect_timeout=env.get_duration(e, "GATEWAY_CONNECT_TIMEOUT", "1s", lo=0.01, hi=60),
@@ -94,7 +98,7 @@ class GatewaySettings:
             max_body_size=env.get_int(e, "GATEWAY_MAX_BODY_SIZE", 64 * 1024 * 1024, 0, 1 << 40),
             access_log=env.get_bool(e, "ACCESS_LOG", False),
             admin_bind=env.get_str(e, "GATEWAY_ADMIN_BIND", "127.0.0.1"),
-            admin_port=_admin_port(e),
+            admin_port=admin_port,
             admin_token=env.get_secret(e, "GATEWAY_ADMIN_TOKEN"),
             admin_detail=env.get_bool(e, "GATEWAY_ADMIN_DETAIL", False),
             debug_headers=env.get_bool(e, "GATEWAY_DEBUG_HEADERS", False),
@@ -143,10 +147,3 @@ def _cidrs(e: Mapping[str, str]) -> tuple[IPNetwork, ...]:
                 f"GATEWAY_UPSTREAM_CIDRS: expected CIDRs such as 10.0.0.0/8, got {item!r}"
             ) from None
     return tuple(networks)
-
-
-def _admin_port(e: Mapping[str, str]) -> int:
-    port = env.get_int(e, "GATEWAY_ADMIN_PORT", 9090, 1, 65535)
-    if port == env.get_int(e, "GATEWAY_PORT", 8080, 1, 65535):
-        raise SettingsError("GATEWAY_ADMIN_PORT: must differ from GATEWAY_PORT")
-    return port
