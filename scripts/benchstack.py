@@ -16,7 +16,7 @@ from pathlib import Path
 
 import requests
 
-from tests.consul_double.launcher import free_port, run_consul_double
+from registry.launcher import free_port, run_consul_double
 from tests.integration.harness import (
     Process,
     gateway_env,

@@ -21,7 +21,7 @@ from pathlib import Path
 import requests
 
 from discovery.settings import instance_id
-from tests.consul_double.launcher import ConsulDouble, free_port, run_consul_double
+from registry.launcher import ConsulDouble, free_port, run_consul_double
 from tests.integration.harness import (
     Process,
     gateway_env,

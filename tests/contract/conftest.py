@@ -30,8 +30,8 @@ from urllib.parse import urlsplit
 import consul
 import pytest
 
-from tests.consul_double.durations import DurationError, parse_duration
-from tests.consul_double.launcher import ConsulDouble, run_consul_double
+from registry.durations import DurationError, parse_duration
+from registry.launcher import ConsulDouble, run_consul_double
 
 from .acl_helpers import AclAdmin
 from .helpers import Api, StatusServer

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.consul_double.launcher import REPO_ROOT, ConsulDouble
+from registry.launcher import REPO_ROOT, ConsulDouble
 
 from .helpers import Api
 

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import pytest
 
-from tests.consul_double.acl_rules import RulesError, RuleSet, parse
-from tests.consul_double.launcher import ConsulDouble
+from registry.acl_rules import RulesError, RuleSet, parse
+from registry.launcher import ConsulDouble
 
 from .helpers import Api
 

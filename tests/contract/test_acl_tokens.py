@@ -13,7 +13,7 @@ import uuid
 
 import pytest
 
-from tests.consul_double.launcher import ConsulDouble
+from registry.launcher import ConsulDouble
 
 from .acl_helpers import AclAdmin, denied
 from .conftest import AclTarget

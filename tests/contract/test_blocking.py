@@ -8,7 +8,7 @@ import time
 import pytest
 import requests
 
-from tests.consul_double import blocking
+from registry import blocking
 
 from .helpers import Api
 

@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from tests.consul_double.launcher import free_port
+from registry.launcher import free_port
 
 from .helpers import Api, StatusServer, wait_for
 

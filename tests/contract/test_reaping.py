@@ -11,7 +11,7 @@ import time
 
 import pytest
 
-from tests.consul_double.durations import format_duration
+from registry.durations import format_duration
 
 from .conftest import ConsulTarget
 from .helpers import Api, wait_for

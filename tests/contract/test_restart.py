@@ -9,7 +9,7 @@ from __future__ import annotations
 import pytest
 import requests
 
-from tests.consul_double.launcher import ConsulDouble
+from registry.launcher import ConsulDouble
 
 from .helpers import Api
 

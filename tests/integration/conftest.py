@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.consul_double.launcher import ConsulDouble, free_port, run_consul_double
+from registry.launcher import ConsulDouble, free_port, run_consul_double
 from tests.integration.harness import Process, gateway_env, service_env, stop_all
 
 pytestmark = pytest.mark.integration

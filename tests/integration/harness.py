@@ -16,8 +16,8 @@ from typing import Any, TypeVar
 
 import requests
 
+from registry.launcher import free_port
 from tests import polling
-from tests.consul_double.launcher import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 GUNICORN = str(Path(sys.executable).with_name("gunicorn"))

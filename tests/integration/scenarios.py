@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 import requests
 
 from discovery.settings import instance_id
-from tests.consul_double.launcher import ConsulDouble
+from registry.launcher import ConsulDouble
 from tests.integration.harness import Process, passing_ids, wait_for
 from tests.load import Load, LoadResult
 

@@ -10,7 +10,7 @@ import pytest
 import requests
 
 from discovery.settings import instance_id
-from tests.consul_double.launcher import ConsulDouble
+from registry.launcher import ConsulDouble
 from tests.integration.conftest import StartService
 from tests.integration.harness import Process, passing_ids, stop_all, wait_for
 

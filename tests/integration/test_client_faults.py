@@ -18,7 +18,7 @@ import requests
 from prometheus_client.parser import text_string_to_metric_families
 
 from discovery.settings import instance_id
-from tests.consul_double.launcher import ConsulDouble
+from registry.launcher import ConsulDouble
 from tests.integration.conftest import StartService
 from tests.integration.harness import Process, passing_ids, wait_for
 from tests.integration.rawhttp import Answer, NoAnswer, RawConnection, Reply, request

@@ -16,7 +16,7 @@ from contextlib import ExitStack
 import pytest
 import requests
 
-from tests.consul_double.launcher import ConsulDouble
+from registry.launcher import ConsulDouble
 from tests.integration.conftest import StartService
 from tests.integration.harness import Process, passing_ids, wait_for
 from tests.integration.rawhttp import Answer, RawConnection, request

@@ -25,7 +25,7 @@ import requests
 from discovery.model import Service
 from discovery.settings import ConsulSettings
 from discovery.watcher import CatalogWatcher
-from tests.consul_double.launcher import ConsulDouble
+from registry.launcher import ConsulDouble
 from tests.integration.conftest import StartService
 from tests.integration.harness import Process, wait_for
 

@@ -10,7 +10,7 @@ from collections.abc import Callable, Iterator
 import pytest
 import requests
 
-from tests.consul_double.launcher import ConsulDouble
+from registry.launcher import ConsulDouble
 from tests.integration.conftest import StartService
 from tests.integration.harness import Process, passing_ids, wait_for, wait_for_status
 

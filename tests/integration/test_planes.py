@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from tests.consul_double.launcher import ConsulDouble, free_port
+from registry.launcher import ConsulDouble, free_port
 from tests.integration.conftest import StartService
 from tests.integration.harness import Process, passing_ids, wait_for
 from tests.integration.hostile_upstream import HostileUpstream, plain

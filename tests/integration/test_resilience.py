@@ -11,7 +11,7 @@ from collections.abc import Callable, Iterator
 import pytest
 
 from discovery.settings import instance_id
-from tests.consul_double.launcher import ConsulDouble
+from registry.launcher import ConsulDouble
 from tests.integration.conftest import StartService
 from tests.integration.harness import Process, passing_ids, stop_all, wait_for
 from tests.integration.scenarios import consul_outage, failover, rolling_restart

@@ -12,7 +12,7 @@ from collections.abc import Callable, Iterator
 import pytest
 import requests
 
-from tests.consul_double.launcher import ConsulDouble
+from registry.launcher import ConsulDouble
 from tests.integration.harness import Process, wait_for
 from tests.integration.hostile_upstream import (
     HostileUpstream,

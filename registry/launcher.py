@@ -23,7 +23,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
+REPO_ROOT = Path(__file__).resolve().parents[1]
 START_TIMEOUT = 10.0
 STOP_TIMEOUT = 5.0
 
@@ -47,7 +47,7 @@ class ConsulDouble:
         """Start the process (fresh, empty state) and wait until it answers."""
         if self.running:
             raise RuntimeError(f"consul double already running on port {self.port}")
-        command = [sys.executable, "-m", "tests.consul_double", "--host", "127.0.0.1"]
+        command = [sys.executable, "-m", "registry", "--host", "127.0.0.1"]
         command += ["--port", str(self.port), *self.extra_args]
         env = {**os.environ, "PYTHONUNBUFFERED": "1"}
         with self.log_path.open("ab") as log:

@@ -1,4 +1,4 @@
-"""Entry point: ``python -m tests.consul_double --port 8500``."""
+"""Entry point: ``python -m registry --port 8500``."""
 
 from __future__ import annotations
 

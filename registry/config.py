@@ -39,7 +39,7 @@ class Config:
 def parse_args(argv: list[str] | None = None) -> Config:
     """Parse command-line flags; a malformed value exits with a message naming the flag."""
     parser = argparse.ArgumentParser(
-        prog="python -m tests.consul_double",
+        prog="python -m registry",
         description="Consul HTTP API test double (agent, health, catalog and status endpoints).",
     )
     parser.add_argument("--host", default="127.0.0.1", help="address to listen on")
