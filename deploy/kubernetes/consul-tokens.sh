@@ -25,19 +25,25 @@ kubectl get namespace "$APP_NAMESPACE" >/dev/null 2>&1 || kubectl create namespa
 BOOTSTRAP_TOKEN=$(kubectl -n "$CONSUL_NAMESPACE" get secret "$CONSUL_RELEASE-bootstrap-acl-token" \
   -o jsonpath='{.data.token}' | base64 -d)
 
-# The consul CLI in the server pod; the token travels on stdin, never on a command line.
+# The consul CLI in the server pod; the bootstrap token travels on stdin, never on a command
+# line.
 consul_cli() {
   kubectl -n "$CONSUL_NAMESPACE" exec -i "$SERVER_POD" -c consul -- \
     sh -c 'CONSUL_HTTP_TOKEN=$(cat) exec consul "$@"' consul "$@" <<<"$BOOTSTRAP_TOKEN"
 }
 
-# A fresh secret from the kernel's generator (a UUID, the form Consul's own SecretIDs take).
-new_secret() {
-  kubectl -n "$CONSUL_NAMESPACE" exec "$SERVER_POD" -c consul -- cat /proc/sys/kernel/random/uuid
+# create_token NAME: a token with NAME's policy; prints its secret. The secret is made in the
+# server pod (the kernel's UUID generator: the form Consul's own SecretIDs take), so it is on no
+# command line here; it comes back on stdout.
+create_token() {
+  kubectl -n "$CONSUL_NAMESPACE" exec -i "$SERVER_POD" -c consul -- sh -c '
+    CONSUL_HTTP_TOKEN=$(cat) && export CONSUL_HTTP_TOKEN
+    secret=$(cat /proc/sys/kernel/random/uuid)
+    consul acl token create -description "flask-consul-mesh $1" -policy-name "$1" \
+      -secret "$secret" >/dev/null && echo "$secret"' consul "$1" <<<"$BOOTSTRAP_TOKEN"
 }
 
-# make_secret NAME KEY VALUE: a Secret holding one file, unless it exists; the value goes
-# through stdin.
+# make_secret NAME KEY VALUE: a Secret holding one file; the value goes through stdin.
 make_secret() {
   printf '%s' "$3" | kubectl -n "$APP_NAMESPACE" create secret generic "$1" --from-file="$2=/dev/stdin" >/dev/null
   echo "secret $1: created"
@@ -56,9 +62,8 @@ component() {
     echo "secret consul-token-$name: exists, kept"
     return
   fi
-  secret=$(new_secret)
-  consul_cli acl token create -description "flask-consul-mesh $name" -policy-name "$name" \
-    -secret "$secret" >/dev/null
+  secret=$(create_token "$name")
+  [[ -n $secret ]] || { echo "token $name: Consul returned no secret" >&2; exit 1; }
   make_secret "consul-token-$name" token "$secret"
 }
 

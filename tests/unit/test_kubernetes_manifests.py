@@ -10,7 +10,6 @@ settings parsers accept.
 from __future__ import annotations
 
 import copy
-import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -333,21 +332,3 @@ def test_services_take_connections_from_the_app_and_the_consul_agents_only(name)
         "podSelector": {"matchLabels": {"app": "consul", "component": "client"}},
     }
     assert agents in peers and len(peers) == 2
-
-
-def test_every_secret_the_pods_mount_is_made_by_the_token_script():
-    script = k8s.K8S / "consul-tokens.sh"
-    text = script.read_text()
-    made = {
-        f"consul-token-{line.split()[1]}"
-        for line in text.splitlines()
-        if line.startswith("component ")
-    }
-    made |= {"gateway-admin-token"} if "make_secret gateway-admin-token" in text else set()
-    mounted = {
-        secret
-        for deployment in DEPLOYMENTS.values()
-        for secret in k8s.mounted_secrets(deployment, k8s.containers(deployment)[0]).values()
-    }
-    assert mounted == made
-    subprocess.run(["bash", "-n", str(script)], check=True)  # parses as bash
