@@ -68,6 +68,15 @@ def test_every_key_is_one_the_pinned_chart_defines():
     assert set(_paths(_values())) <= CHART_KEYS
 
 
+def test_every_value_set_is_documented_in_the_readme():
+    readme = (k8s.ROOT / "README.md").read_text()
+    section = readme.split("### Consul: the chart's values", 1)[1].split("\n### ", 1)[0]
+    for path in _paths(_values()):
+        # Resources are documented per component: `server.resources`, not each of its leaves.
+        head, resources, _ = path.partition(".resources.")
+        assert f"`{head}{resources.rstrip('.')}`" in section, path
+
+
 def test_the_install_command_pins_the_chart_version_the_keys_were_checked_against():
     assert f"--version {CHART_VERSION}" in VALUES.read_text()
 
