@@ -1,4 +1,4 @@
-"""Entry point: ``python -m registry --port 8500``."""
+"""Entry point: ``python -m registry --port 8500``, or the ``mesh-registry`` console script."""
 
 from __future__ import annotations
 
@@ -8,11 +8,11 @@ import sys
 from types import FrameType
 
 from .config import VERSION, Config, parse_args
-from .server import ConsulDoubleServer
+from .server import RegistryServer
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Run the double until SIGTERM or SIGINT."""
+    """Run the registry until SIGTERM or SIGINT; the exit status."""
     config = parse_args(argv)
     logging.basicConfig(
         stream=sys.stderr,
@@ -20,9 +20,9 @@ def main(argv: list[str] | None = None) -> int:
         format="%(asctime)s [%(levelname)s] %(name)s: %(message)s",
     )
     try:
-        server = ConsulDoubleServer(config)
+        server = RegistryServer(config)
     except OSError as err:
-        logging.getLogger("consul_double").error(
+        logging.getLogger("registry").error(
             "cannot listen on %s:%d: %s", config.host, config.port, err
         )
         return 1
@@ -32,8 +32,9 @@ def main(argv: list[str] | None = None) -> int:
 
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
-    logging.getLogger("consul_double").info(
-        "consul-double %s listening on %s:%d (acl=%s, min deregister after=%gs, reap every %gs)",
+    logging.getLogger("registry").info(
+        "registry %s listening on %s:%d (acl=%s, min deregister after=%gs, reap every %gs);"
+        " for development and tests, not production",
         VERSION,
         config.host,
         server.port,

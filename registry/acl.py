@@ -1,6 +1,6 @@
 """What one request may do, decided as a Consul agent with ``default_policy = "deny"`` decides.
 
-ACLs are off unless the double starts with ``--acl`` (see ``acl_state``). With them on:
+ACLs are off unless the registry starts with ``--acl`` (see ``acl_state``). With them on:
 
 - a request without a token uses the anonymous token, which has no rules, so it may do nothing:
   writes and reads of a single object answer 403 with Consul's ``PermissionDeniedError`` text,

@@ -4,7 +4,7 @@ Supported are blocks of four kinds, each naming a service or node (or a prefix o
 level, e.g. ``service "web" { policy = "write" }``, ``service_prefix ""``, ``node`` and
 ``node_prefix``; levels ``read``, ``write`` and ``deny`` (``isPolicyValid`` in acl/policy.go).
 ``#``, ``//`` and ``/* */`` comments are allowed. Any other rule kind or attribute is refused
-with a ``RulesError`` naming it: real Consul accepts them, the double cannot decide them.
+with a ``RulesError`` naming it: real Consul accepts them, the registry cannot decide them.
 
 How a decision is made, as in acl/policy_merger.go and acl/policy_authorizer.go:
 
@@ -41,7 +41,7 @@ _TOKEN = re.compile(
 
 
 class RulesError(ValueError):
-    """Rules the double cannot parse or evaluate; the message names what and where."""
+    """Rules the registry cannot parse or evaluate; the message names what and where."""
 
 
 @dataclass(frozen=True)
@@ -62,7 +62,7 @@ def parse(text: str) -> tuple[Rule, ...]:
         kind = _expect(tokens, pos, "word", "a rule kind such as service_prefix")
         if kind not in KINDS:
             raise RulesError(
-                f"unsupported rule kind {kind!r}: the double evaluates only "
+                f"unsupported rule kind {kind!r}: the registry evaluates only "
                 f"{', '.join(KINDS)} rules"
             )
         name = _unquote(_expect(tokens, pos + 1, "string", f"a quoted name after {kind}"))
@@ -136,7 +136,7 @@ def _block_body(tokens: list[tuple[str, str]], pos: int, where: str) -> tuple[in
         attribute = _expect(tokens, pos, "word", f"an attribute in {where}")
         if attribute != "policy":
             raise RulesError(
-                f"unsupported attribute {attribute!r} in {where}: the double reads only policy"
+                f"unsupported attribute {attribute!r} in {where}: the registry reads only policy"
             )
         _expect(tokens, pos + 1, "=", f'"=" after {attribute}')
         level = _unquote(_expect(tokens, pos + 2, "string", f"a quoted level in {where}"))

@@ -141,7 +141,7 @@ class AclState:
         try:
             rules = parse(rules_text)
         except RulesError as err:
-            raise ApiError(400, f"consul-double: {err}") from None
+            raise ApiError(400, f"registry: {err}") from None
         with self.lock:
             same_name = self.policy(name=name)
             if same_name is not None and same_name.policy_id != policy_id:

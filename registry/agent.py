@@ -1,6 +1,6 @@
 """The agent: turns registrations into catalog records and keeps their checks running.
 
-This is the part of Consul's agent/agent.go the double needs: ``addServiceInternal`` (check IDs
+This is the part of Consul's agent/agent.go the registry needs: ``addServiceInternal`` (check IDs
 ``service:<id>`` or ``service:<id>:<n>``, default name "Service '<name>' check", new checks
 critical unless a Status is given, a re-registered check keeps its status),
 ``addCheckLocked``, ``removeService``, ``updateTTLCheck``, service maintenance and the reaper
@@ -19,6 +19,9 @@ from .errors import ApiError, not_found
 from .model import (
     CRITICAL,
     DEFAULT_MAINT_REASON,
+    DEFAULT_NODE_MAINT_REASON,
+    NODE_MAINT_ID,
+    NODE_MAINT_NAME,
     SERVICE_MAINT_NAME,
     SERVICE_MAINT_PREFIX,
     Check,
@@ -117,6 +120,23 @@ class Agent:
             elif not enable and exists:
                 self.store.remove_check(check_id)
                 log.info("Service left maintenance mode: service=%s", service_id)
+
+    def set_node_maintenance(self, enable: bool, reason: str) -> None:
+        """Add or remove the critical ``_node_maintenance`` node check (EnableNodeMaintenance)."""
+        with self.store.lock:
+            exists = self.store.check(NODE_MAINT_ID) is not None
+            if enable and not exists:
+                maintenance = Check(
+                    check_id=NODE_MAINT_ID,
+                    name=NODE_MAINT_NAME,
+                    notes=reason or DEFAULT_NODE_MAINT_REASON,
+                    check_type="maintenance",
+                )
+                self.store.put_check(maintenance)
+                log.info("Node entered maintenance mode")
+            elif not enable and exists:
+                self.store.remove_check(NODE_MAINT_ID)
+                log.info("Node left maintenance mode")
 
     def reap_once(self) -> None:
         """Deregister services with a check critical for longer than its deregister timeout."""

@@ -1,7 +1,7 @@
 """ACL endpoints: bootstrap, policies, tokens, and the agent's own token.
 
 As agent/acl_endpoint.go: with ACLs off, every one answers 401 "ACL support disabled"; writes
-need ``acl:write``, reads ``acl:read`` (management tokens only, in the double); reading
+need ``acl:write``, reads ``acl:read`` (management tokens only, in the registry); reading
 ``/v1/acl/token/self`` needs no permission, only the secret, and an unknown one answers 404
 "Supplied token does not exist" (Consul 1.15 and later). ``PUT /v1/agent/token/<kind>`` needs
 ``agent:write`` on the node (agent/agent_endpoint.go ``AgentToken``). Shapes of the JSON follow
@@ -14,7 +14,7 @@ from typing import Any
 
 from . import decode
 from .acl_state import AclState, Policy, Token, content_hash
-from .app import App, Route
+from .app import App
 from .errors import ApiError, bad_request, not_found
 from .web import Request, Response
 
@@ -148,20 +148,6 @@ def agent_token(app: App, request: Request, kind: str) -> Response:
     return Response()
 
 
-ROUTES = [
-    Route("/v1/acl/bootstrap", ("PUT",), bootstrap),
-    Route("/v1/acl/policies", ("GET",), policy_list),
-    Route("/v1/acl/policy", ("PUT",), policy_create),
-    Route("/v1/acl/policy/", ("GET", "PUT", "DELETE"), policy_by_id),
-    Route("/v1/acl/policy/name/", ("GET",), policy_by_name),
-    Route("/v1/acl/tokens", ("GET",), token_list),
-    Route("/v1/acl/token", ("PUT",), token_create),
-    Route("/v1/acl/token/", ("GET", "PUT", "DELETE"), token_by_accessor),
-    Route("/v1/acl/token/self", ("GET",), token_self),
-    Route("/v1/agent/token/", ("PUT",), agent_token),
-]
-
-
 def _state(app: App, disabled: ApiError | None = None) -> AclState:
     if app.acl is None:
         raise disabled or ApiError(401, "ACL support disabled")
@@ -177,7 +163,7 @@ def _fields(request: Request, go_type: str, what: str, known: set[str]) -> dict[
     fields = decode.decode_body(request.body, go_type)
     for key, value in fields.items():
         if key not in known and value not in (None, "", [], {}, False, 0):
-            raise bad_request(f"consul-double: {what} field {key!r} is not supported")
+            raise bad_request(f"registry: {what} field {key!r} is not supported")
     return fields
 
 

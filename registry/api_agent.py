@@ -11,17 +11,18 @@ import hashlib
 import json
 from typing import Any
 
-from . import blocking, decode, render
+from . import blocking, decode, filter_fields, render
 from .acl import Authorizer
-from .app import App, Route
+from .app import App
 from .config import VERSION
 from .durations import format_duration
 from .errors import bad_request, not_found
+from .reads import entry_filter
 from .web import Request, Response, parse_go_bool
 
 
 def agent_self(app: App, request: Request, _: str) -> Response:
-    """GET /v1/agent/self; Config.Version names the double."""
+    """GET /v1/agent/self; Config.Version names the registry."""
     app.authorize(request).require("agent", "read", app.node.name)
     config = app.config
     return Response(
@@ -44,22 +45,33 @@ def agent_self(app: App, request: Request, _: str) -> Response:
             },
             "Coord": None,
             "Member": {"Name": app.node.name, "Addr": app.node.address, "Port": 8301},
-            "Stats": {},
+            # Clients compare leader_addr with /v1/status/leader to find the leader.
+            "Stats": {
+                "consul": {
+                    "server": "true",
+                    "leader": "true",
+                    "leader_addr": render.server_address(app.node),
+                    "bootstrap": "true",
+                    "known_datacenters": "1",
+                    "acl": "enabled" if config.acl_enabled else "disabled",
+                }
+            },
             "Meta": {"consul-network-segment": ""},
         }
     )
 
 
 def agent_services(app: App, request: Request, _: str) -> Response:
-    """GET /v1/agent/services"""
+    """GET /v1/agent/services[?filter=]"""
     authz = app.authorize(request)
+    keep = entry_filter(request, filter_fields.AGENT_SERVICE)
     with app.store.lock:
         services = {
             s.service_id: render.agent_service(s, app.config.datacenter)
             for s in app.store.services()
             if s.local and authz.allowed("service", "read", s.name)
         }
-    return Response(body=services)
+    return Response(body={key: value for key, value in services.items() if keep(value)})
 
 
 def agent_service(app: App, request: Request, service_id: str) -> Response:
@@ -116,16 +128,6 @@ def maintenance(app: App, request: Request, service_id: str) -> Response:
     _vet_service(app, app.authorize(request), service_id)
     app.agent.set_maintenance(service_id, enable, request.param("reason"))
     return Response()
-
-
-ROUTES = [
-    Route("/v1/agent/self", ("GET",), agent_self),
-    Route("/v1/agent/services", ("GET",), agent_services),
-    Route("/v1/agent/service/", ("GET",), agent_service),
-    Route("/v1/agent/service/register", ("PUT",), register_service),
-    Route("/v1/agent/service/deregister/", ("PUT",), deregister_service),
-    Route("/v1/agent/service/maintenance/", ("PUT",), maintenance),
-]
 
 
 def _vet_service(app: App, authz: Authorizer, service_id: str) -> None:

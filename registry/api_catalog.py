@@ -9,33 +9,36 @@ and checks need node:read on their node as well.
 ``?passing`` drops an entry when any of its checks, node checks included, is not passing, so a
 warning drops it too (``filterNonPassing`` in agent/health_endpoint.go). ``?tag`` may repeat;
 an entry must carry every tag, compared case-insensitively (``serviceTagFilter``).
+``?filter=`` runs on each rendered entry with the fields of ``filter_fields``; ``?node-meta=``
+keeps entries whose node carries every given ``key:value``.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any
 
-from . import blocking, render
-from .acl import Authorizer
-from .app import App, Route
+from . import blocking, filter_fields, render
+from .app import App
 from .errors import bad_request
-from .model import Check, Service
+from .model import Service
+from .reads import answer, can_read_service, entry_filter, node_meta_matches, prelude
+from .reads import render_checks as _render_checks
 from .web import Request, Response, parse_go_bool
 
 
 def health_service(app: App, request: Request, name: str) -> Response:
     """GET /v1/health/service/:name"""
-    authz = _read_prelude(app, request)
+    authz = prelude(app, request)
     tags = request.query.get("tag", [])
     passing = _bool_param(request, "passing", "Invalid value for ?passing")
+    keep = entry_filter(request, filter_fields.HEALTH_ENTRY)
     if not name:
         raise bad_request("Missing service name")
 
     def query() -> tuple[int, list[Any]]:
         instances = [s for s in app.store.services() if s.name == name]
         index = app.store.service_index(name, bool(instances), with_checks=True)
-        if not _can_read_service(authz, app, name):
+        if not can_read_service(authz, app, name) or not node_meta_matches(request):
             return index, []
         checks = app.store.checks()
         node_checks = [c for c in checks if not c.service_id]
@@ -49,131 +52,110 @@ def health_service(app: App, request: Request, name: str) -> Response:
                 continue
             rendered = [render.check(c, app.node.name) for c in own]
             entries.append(render.health_entry(node_json, service, rendered))
-        return index, entries
+        return index, [e for e in entries if keep(e)]
 
-    return _answer(app, request, query)
+    return answer(app, request, query)
 
 
 def health_checks(app: App, request: Request, name: str) -> Response:
     """GET /v1/health/checks/:name"""
-    authz = _read_prelude(app, request)
+    authz = prelude(app, request)
+    keep = entry_filter(request, filter_fields.CHECK)
     if not name:
         raise bad_request("Missing service name")
 
     def query() -> tuple[int, list[Any]]:
         index = app.store.service_index(name, True, with_checks=True)
+        if not node_meta_matches(request):
+            return index, []
         checks = [c for c in app.store.checks() if c.service_id and c.service_name == name]
-        return index, _render_checks(app, authz, checks)
+        return index, [c for c in _render_checks(app, authz, checks) if keep(c)]
 
-    return _answer(app, request, query)
+    return answer(app, request, query)
 
 
 def health_state(app: App, request: Request, state: str) -> Response:
     """GET /v1/health/state/:state (any, passing, warning or critical)"""
-    authz = _read_prelude(app, request)
+    authz = prelude(app, request)
+    keep = entry_filter(request, filter_fields.CHECK)
     if not state:
         raise bad_request("Missing check state")
 
     def query() -> tuple[int, list[Any]]:
+        index = app.store.table_index("checks")
+        if not node_meta_matches(request):
+            return index, []
         checks = [c for c in app.store.checks() if state == "any" or c.status == state]
-        return app.store.table_index("checks"), _render_checks(app, authz, checks)
+        return index, [c for c in _render_checks(app, authz, checks) if keep(c)]
 
-    return _answer(app, request, query)
+    return answer(app, request, query)
 
 
 def catalog_services(app: App, request: Request, _: str) -> Response:
-    """GET /v1/catalog/services"""
-    authz = _read_prelude(app, request)
+    """GET /v1/catalog/services; the filter runs on each instance, as ``structs.ServiceNode``"""
+    authz = prelude(app, request)
+    keep = entry_filter(request, filter_fields.CATALOG_SERVICE)
 
     def query() -> tuple[int, dict[str, list[str]]]:
         listing: dict[str, list[str]] = {}
+        index = app.store.table_index("services")
+        if not node_meta_matches(request):
+            return index, listing
         for service in app.store.services():
-            if authz.allowed("service", "read", service.name):
-                tags = listing.setdefault(service.name, [])
-                tags.extend(t for t in service.tags if t not in tags)
-        return app.store.table_index("services"), listing
+            if not authz.allowed("service", "read", service.name):
+                continue
+            if not keep(render.catalog_service(app.node, service)):
+                continue
+            tags = listing.setdefault(service.name, [])
+            tags.extend(t for t in service.tags if t not in tags)
+        return index, listing
 
-    return _answer(app, request, query)
+    return answer(app, request, query)
 
 
 def catalog_service(app: App, request: Request, name: str) -> Response:
     """GET /v1/catalog/service/:name"""
-    authz = _read_prelude(app, request)
+    authz = prelude(app, request)
     tags = request.query.get("tag", [])
+    keep = entry_filter(request, filter_fields.CATALOG_SERVICE)
     if not name:
         raise bad_request("Missing service name")
 
     def query() -> tuple[int, list[Any]]:
         instances = [s for s in app.store.services() if s.name == name]
         index = app.store.service_index(name, bool(instances), with_checks=False)
-        if not _can_read_service(authz, app, name):
+        if not can_read_service(authz, app, name) or not node_meta_matches(request):
             return index, []
-        chosen = [s for s in instances if _has_tags(s, tags)]
-        return index, [render.catalog_service(app.node, s) for s in chosen]
+        chosen = [render.catalog_service(app.node, s) for s in instances if _has_tags(s, tags)]
+        return index, [entry for entry in chosen if keep(entry)]
 
-    return _answer(app, request, query)
+    return answer(app, request, query)
 
 
 def catalog_nodes(app: App, request: Request, _: str) -> Response:
     """GET /v1/catalog/nodes"""
-    authz = _read_prelude(app, request)
+    authz = prelude(app, request)
+    keep = entry_filter(request, filter_fields.NODE)
 
     def query() -> tuple[int, list[Any]]:
         index = app.store.table_index("nodes")
-        if not authz.allowed("node", "read", app.node.name):
+        if not authz.allowed("node", "read", app.node.name) or not node_meta_matches(request):
             return index, []
-        return index, [render.node(app.node, index)]
+        return index, [n for n in [render.node(app.node, index)] if keep(n)]
 
-    return _answer(app, request, query)
+    return answer(app, request, query)
 
 
 def status_leader(app: App, request: Request, _: str) -> Response:
     """GET /v1/status/leader: the server RPC address; no ACL applies."""
-    return Response(body=f"{app.node.address}:8300")
+    blocking.check_datacenter(request, app.config.datacenter)
+    return Response(body=render.server_address(app.node))
 
 
 def status_peers(app: App, request: Request, _: str) -> Response:
     """GET /v1/status/peers"""
-    return Response(body=[f"{app.node.address}:8300"])
-
-
-ROUTES = [
-    Route("/v1/health/service/", ("GET",), health_service),
-    Route("/v1/health/checks/", ("GET",), health_checks),
-    Route("/v1/health/state/", ("GET",), health_state),
-    Route("/v1/catalog/services", ("GET",), catalog_services),
-    Route("/v1/catalog/service/", ("GET",), catalog_service),
-    Route("/v1/catalog/nodes", ("GET",), catalog_nodes),
-    Route("/v1/status/leader", ("GET",), status_leader),
-    Route("/v1/status/peers", ("GET",), status_peers),
-]
-
-
-def _read_prelude(app: App, request: Request) -> Authorizer:
-    authz = app.authorize(request)
     blocking.check_datacenter(request, app.config.datacenter)
-    blocking.parse_wait(request)
-    return authz
-
-
-def _answer(app: App, request: Request, query: Callable[[], tuple[int, Any]]) -> Response:
-    index, body = blocking.run(app.store, request, query)
-    return Response(body=body, headers=blocking.meta_headers(request, index))
-
-
-def _render_checks(app: App, authz: Authorizer, checks: list[Check]) -> list[Any]:
-    return [render.check(c, app.node.name) for c in checks if _can_read_check(authz, app, c)]
-
-
-def _can_read_check(authz: Authorizer, app: App, check: Check) -> bool:
-    # filterHealthChecks: node:read always, and service:read too for a service's check.
-    if not authz.allowed("node", "read", app.node.name):
-        return False
-    return not check.service_id or authz.allowed("service", "read", check.service_name)
-
-
-def _can_read_service(authz: Authorizer, app: App, name: str) -> bool:
-    return authz.allowed("service", "read", name) and authz.allowed("node", "read", app.node.name)
+    return Response(body=[render.server_address(app.node)])
 
 
 def _has_tags(service: Service, tags: list[str]) -> bool:

@@ -8,24 +8,26 @@ any other check answers 500 "CheckID ... does not have associated TTL".
 
 from __future__ import annotations
 
-from . import decode, render
+from . import decode, filter_fields, render
 from .acl import Authorizer
-from .app import App, Route
+from .app import App
 from .errors import bad_request, not_found
 from .model import CRITICAL, PASSING, STATUSES, WARNING
+from .reads import entry_filter
 from .web import Request, Response
 
 
 def agent_checks(app: App, request: Request, _: str) -> Response:
     """GET /v1/agent/checks: the agent's own checks (no node-level serfHealth)."""
     authz = app.authorize(request)
+    keep = entry_filter(request, filter_fields.CHECK)
     with app.store.lock:
         checks = {
             c.check_id: render.check(c, app.node.name, with_indexes=False)
             for c in app.store.checks()
             if c.local and _may(authz, app, c.service_name, "read")
         }
-    return Response(body=checks)
+    return Response(body={key: value for key, value in checks.items() if keep(value)})
 
 
 def register_check(app: App, request: Request, _: str) -> Response:
@@ -74,17 +76,6 @@ def ttl_update(app: App, request: Request, check_id: str) -> Response:
     if not isinstance(status, str) or status not in STATUSES:
         raise bad_request(f"Invalid check status: '{status}'")
     return _ttl(app, request, check_id, status, output if isinstance(output, str) else "")
-
-
-ROUTES = [
-    Route("/v1/agent/checks", ("GET",), agent_checks),
-    Route("/v1/agent/check/register", ("PUT",), register_check),
-    Route("/v1/agent/check/deregister/", ("PUT",), deregister_check),
-    Route("/v1/agent/check/pass/", ("PUT",), ttl_pass),
-    Route("/v1/agent/check/warn/", ("PUT",), ttl_warn),
-    Route("/v1/agent/check/fail/", ("PUT",), ttl_fail),
-    Route("/v1/agent/check/update/", ("PUT",), ttl_update),
-]
 
 
 def _ttl(app: App, request: Request, check_id: str, status: str, output: str) -> Response:

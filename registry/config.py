@@ -1,8 +1,11 @@
-"""Command-line settings of the double, parsed once into a frozen dataclass.
+"""Command-line settings of the registry, parsed once into a frozen dataclass.
+
+The registry takes no environment variables: everything is a flag, so ``make run`` and the tests
+say exactly how they start it.
 
 The two ``--test-*`` flags exist only for tests: Consul hard-codes these values as non-user
 configuration (``check_deregister_interval_min = "1m"``, ``check_reap_interval = "30s"`` in
-agent/config/default.go), and the double keeps them as defaults.
+agent/config/default.go), and the registry keeps them as defaults.
 """
 
 from __future__ import annotations
@@ -12,9 +15,22 @@ from dataclasses import dataclass
 
 from .durations import DurationError, parse_duration
 
-#: Reported as Config.Version by /v1/agent/self: the API level the double follows (Consul 1.16,
+#: Reported as Config.Version by /v1/agent/self: the API level the registry follows (Consul 1.16,
 #: the last MPL-licensed release), marked so nobody mistakes it for a real agent.
-VERSION = "1.16.0-consul-double"
+VERSION = "1.16.0-mesh-registry"
+DESCRIPTION = """\
+The bundled registry: a single-node, in-memory service registry that speaks the
+part of Consul's HTTP API this project uses (agent, health, catalog, status,
+and an ACL subset), with Consul's answers, status codes and blocking queries.
+It is for development and tests: `make run` starts it when no Consul agent is
+at hand. It keeps nothing on disk and has no cluster, so it is not for
+production; use a real Consul there. Requests it does not support are refused
+(400, 405 or 501) with a reason, never silently ignored."""
+EPILOG = """\
+examples:
+  python -m registry --port 8500
+  mesh-registry --port 8500 --acl-token my-management-token
+  CONSUL_HTTP_ADDR=http://127.0.0.1:8500 make run    # use it like any agent"""
 DATACENTER = "dc1"
 NODE_ADDRESS = "127.0.0.1"
 MIN_DEREGISTER_AFTER = "1m"
@@ -23,14 +39,14 @@ REAP_INTERVAL = "30s"
 
 @dataclass(frozen=True)
 class Config:
-    """Everything the double needs to start."""
+    """Everything the registry needs to start."""
 
     host: str = "127.0.0.1"
     port: int = 8500
     acl_enabled: bool = False
     #: The initial management token's secret (``acl.tokens.initial_management``), if any.
     acl_token: str | None = None
-    node_name: str = "consul-double"
+    node_name: str = "registry"
     datacenter: str = DATACENTER
     min_deregister_after: float = parse_duration(MIN_DEREGISTER_AFTER)
     reap_interval: float = parse_duration(REAP_INTERVAL)
@@ -40,7 +56,9 @@ def parse_args(argv: list[str] | None = None) -> Config:
     """Parse command-line flags; a malformed value exits with a message naming the flag."""
     parser = argparse.ArgumentParser(
         prog="python -m registry",
-        description="Consul HTTP API test double (agent, health, catalog and status endpoints).",
+        description=DESCRIPTION,
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--host", default="127.0.0.1", help="address to listen on")
     parser.add_argument("--port", type=int, default=8500, help="port to listen on")
@@ -55,7 +73,7 @@ def parse_args(argv: list[str] | None = None) -> Config:
         default=None,
         help="enable ACLs (default deny) with this initial management token (implies --acl)",
     )
-    parser.add_argument("--node-name", default="consul-double", help="name of the node")
+    parser.add_argument("--node-name", default="registry", help="name of the node")
     parser.add_argument(
         "--test-min-deregister-after",
         type=_duration,

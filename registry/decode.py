@@ -89,6 +89,7 @@ def service_registration(body: bytes) -> ServiceRegistration:
         enable_tag_override=_typed(raw, "EnableTagOverride", bool, where, False),
     )
     weights = _typed(raw, "Weights", dict, where, None)
+    tagged = _typed(raw, "TaggedAddresses", dict, where, {})
     raw_checks: list[dict[str, Any]] = []
     single = _typed(raw, "Check", dict, where, None)
     if single:
@@ -97,7 +98,13 @@ def service_registration(body: bytes) -> ServiceRegistration:
     checks = [_check_fields(c, f"{where}.Checks") for c in raw_checks]
     if not name:
         raise bad_request("Missing service name")
-    if address in _ANY_ADDRESS:
+    service.tagged_addresses = {
+        str(kind): _service_address(value, f"{where}.TaggedAddresses")
+        for kind, value in tagged.items()
+    }
+    if address in _ANY_ADDRESS or any(
+        t["Address"] in _ANY_ADDRESS for t in service.tagged_addresses.values()
+    ):
         raise bad_request("Invalid service address")
     if weights is not None:
         service.weights = _weights(weights)
@@ -158,7 +165,7 @@ def _validated(fields: dict[str, Any]) -> CheckRegistration:
     if fields["unsupported"]:
         kinds = ", ".join(fields["unsupported"])
         raise bad_request(
-            f"Invalid check: consul-double runs only HTTP, TCP and TTL checks ({kinds})"
+            f"Invalid check: the registry runs only HTTP, TCP and TTL checks ({kinds})"
         )
     interval_check = bool(spec.http or spec.tcp)
     if spec.interval_ns > 0 and spec.ttl_ns > 0:
@@ -176,6 +183,20 @@ def _validated(fields: dict[str, Any]) -> CheckRegistration:
         service_id=fields["service_id"],
         spec=spec,
     )
+
+
+def _service_address(raw_in: object, where: str) -> dict[str, object]:
+    # structs.ServiceAddress: {"Address": string, "Port": int}, keys matched as Go matches them.
+    if not isinstance(raw_in, dict):
+        kind = _go_type_name(raw_in)
+        raise _decode_failed(
+            f"json: cannot unmarshal {kind} into Go value of type structs.ServiceAddress"
+        )
+    raw = {_key(k): v for k, v in raw_in.items()}
+    return {
+        "Address": _typed(raw, "Address", str, where, ""),
+        "Port": _typed(raw, "Port", int, where, 0),
+    }
 
 
 def _weights(raw: dict[str, Any]) -> dict[str, int]:

@@ -2,7 +2,7 @@
 
 Consul reads ``wait``, ``Interval``, ``Timeout``, ``TTL`` and ``DeregisterCriticalServiceAfter``
 with ``time.ParseDuration`` and prints check intervals with ``Duration.String()``; both are
-mirrored here, error texts included, so the double answers bad input with Consul's words.
+mirrored here, error texts included, so the registry answers bad input with Consul's words.
 """
 
 from __future__ import annotations

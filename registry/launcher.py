@@ -1,6 +1,6 @@
-"""Start the double as a real subprocess for tests, and always stop it.
+"""Start the registry as a real subprocess for tests and scripts, and always stop it.
 
-    with run_consul_double() as consul:
+    with run_registry() as consul:
         requests.get(f"{consul.addr}/v1/status/leader")
         consul.stop()    # a Consul outage...
         consul.start()   # ...and a restart on the same port, with empty state
@@ -28,8 +28,8 @@ START_TIMEOUT = 10.0
 STOP_TIMEOUT = 5.0
 
 
-class ConsulDouble:
-    """A double subprocess on a fixed loopback port; ``start``/``stop`` may be repeated."""
+class RegistryProcess:
+    """A registry subprocess on a fixed loopback port; ``start``/``stop`` may be repeated."""
 
     def __init__(self, port: int, extra_args: tuple[str, ...], log_path: Path) -> None:
         self.port = port
@@ -46,7 +46,7 @@ class ConsulDouble:
     def start(self) -> None:
         """Start the process (fresh, empty state) and wait until it answers."""
         if self.running:
-            raise RuntimeError(f"consul double already running on port {self.port}")
+            raise RuntimeError(f"registry already running on port {self.port}")
         command = [sys.executable, "-m", "registry", "--host", "127.0.0.1"]
         command += ["--port", str(self.port), *self.extra_args]
         env = {**os.environ, "PYTHONUNBUFFERED": "1"}
@@ -85,7 +85,7 @@ class ConsulDouble:
         opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
         while time.monotonic() < deadline:
             if self._process is None or self._process.poll() is not None:
-                raise RuntimeError(f"consul double exited during start:\n{self.read_log()}")
+                raise RuntimeError(f"registry exited during start:\n{self.read_log()}")
             try:
                 with opener.open(f"{self.addr}/v1/status/leader", timeout=1) as response:
                     if response.status == 200:
@@ -94,21 +94,24 @@ class ConsulDouble:
                 pass
             time.sleep(0.05)
         self.stop()
-        raise RuntimeError(
-            f"consul double did not answer within {START_TIMEOUT}s:\n{self.read_log()}"
-        )
+        raise RuntimeError(f"registry did not answer within {START_TIMEOUT}s:\n{self.read_log()}")
 
 
 @contextmanager
-def run_consul_double(port: int | None = None, *extra_args: str) -> Iterator[ConsulDouble]:
-    """Run the double on ``port`` (a free one if None) with extra CLI flags; always stop it."""
-    with tempfile.TemporaryDirectory(prefix="consul-double-") as tmp:
-        double = ConsulDouble(port or free_port(), extra_args, Path(tmp) / "consul-double.log")
+def run_registry(port: int | None = None, *extra_args: str) -> Iterator[RegistryProcess]:
+    """Run the registry on ``port`` (a free one if None) with extra CLI flags; always stop it."""
+    with tempfile.TemporaryDirectory(prefix="registry-") as tmp:
+        process = RegistryProcess(port or free_port(), extra_args, Path(tmp) / "registry.log")
         try:
-            double.start()
-            yield double
+            process.start()
+            yield process
         finally:
-            double.stop()
+            process.stop()
+
+
+#: The names from when the registry was the tests' "Consul double"; tests and scripts use them.
+ConsulDouble = RegistryProcess
+run_consul_double = run_registry
 
 
 def free_port() -> int:

@@ -1,4 +1,4 @@
-"""The records the double keeps: the node, services and health checks, plus Consul's constants.
+"""The records the registry keeps: the node, services and health checks, plus Consul's constants.
 
 Field names follow Consul's ``structs.NodeService`` and ``structs.HealthCheck``; ``render``
 turns them into the JSON shapes of each endpoint.
@@ -23,6 +23,14 @@ SERVICE_MAINT_PREFIX = "_service_maintenance:"
 SERVICE_MAINT_NAME = "Service Maintenance Mode"
 DEFAULT_MAINT_REASON = (
     "Maintenance mode is enabled for this service, but no reason was provided. "
+    "This is a default message."
+)
+
+#: Node maintenance is a critical node check with this ID (structs.NodeMaint).
+NODE_MAINT_ID = "_node_maintenance"
+NODE_MAINT_NAME = "Node Maintenance Mode"
+DEFAULT_NODE_MAINT_REASON = (
+    "Maintenance mode is enabled for this node, but no reason was provided. "
     "This is a default message."
 )
 

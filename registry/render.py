@@ -1,4 +1,4 @@
-"""The JSON shapes Consul answers with, built from the double's records.
+"""The JSON shapes Consul answers with, built from the registry's records.
 
 Field names and nesting follow ``api.AgentService`` (agent endpoints), ``structs.NodeService``
 and ``structs.HealthCheck`` (health endpoints) and ``structs.ServiceNode`` (catalog endpoints).
@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from .config import VERSION
-from .model import Check, Node, Service
+from .model import SERVER_RPC_PORT, Check, Node, Service
 
 Json = dict[str, Any]
 
@@ -22,7 +22,7 @@ def node(node: Node, index: int) -> Json:
         "Address": node.address,
         "Datacenter": node.datacenter,
         "TaggedAddresses": _node_addresses(node),
-        "Meta": _node_meta(),
+        "Meta": node_meta(),
         "CreateIndex": index,
         "ModifyIndex": index,
     }
@@ -106,7 +106,7 @@ def catalog_service(node: Node, service: Service) -> Json:
         "Address": node.address,
         "Datacenter": node.datacenter,
         "TaggedAddresses": _node_addresses(node),
-        "NodeMeta": _node_meta(),
+        "NodeMeta": node_meta(),
         "ServiceKind": "",
         "ServiceID": service.service_id,
         "ServiceName": service.name,
@@ -138,5 +138,40 @@ def _node_addresses(node: Node) -> dict[str, str]:
     }
 
 
-def _node_meta() -> dict[str, str]:
+def node_meta() -> dict[str, str]:
+    """The node's metadata, as a dev agent sets it."""
     return {"consul-network-segment": "", "consul-version": VERSION}
+
+
+def server_address(node: Node) -> str:
+    """The server RPC address: /v1/status/leader, and Stats.consul.leader_addr of agent/self."""
+    return f"{node.address}:{SERVER_RPC_PORT}"
+
+
+def member(node: Node, version: str) -> Json:
+    """The node as /v1/agent/members lists it (``api.AgentMember``); Status 1 is "alive"."""
+    return {
+        "Name": node.name,
+        "Addr": node.address,
+        "Port": 8301,
+        "Tags": {
+            "role": "consul",
+            "dc": node.datacenter,
+            "id": node.node_id,
+            "port": str(SERVER_RPC_PORT),
+            "build": version,
+            "bootstrap": "1",
+            "segment": "",
+            "vsn": "2",
+            "vsn_min": "2",
+            "vsn_max": "3",
+            "raft_vsn": "3",
+        },
+        "Status": 1,
+        "ProtocolMin": 1,
+        "ProtocolMax": 5,
+        "ProtocolCur": 2,
+        "DelegateMin": 2,
+        "DelegateMax": 5,
+        "DelegateCur": 4,
+    }

@@ -1,11 +1,11 @@
-"""Wires the double together: store, agent, reaper, routes and the HTTP server."""
+"""Wires the registry together: store, agent, reaper, routes and the HTTP server."""
 
 from __future__ import annotations
 
 import threading
 import uuid
 
-from . import api_acl, api_agent, api_catalog, api_checks
+from . import endpoints
 from .acl_state import AclState
 from .agent import Agent
 from .app import App, Router
@@ -16,8 +16,8 @@ from .store import Store
 from .web import Server
 
 
-class ConsulDoubleServer:
-    """One running double; ``serve_forever`` blocks until ``shutdown``."""
+class RegistryServer:
+    """One running registry; ``serve_forever`` blocks until ``shutdown``."""
 
     def __init__(self, config: Config) -> None:
         node = Node(
@@ -31,8 +31,9 @@ class ConsulDoubleServer:
         acl = AclState(store.next_index, config.acl_token) if config.acl_enabled else None
         self.app = App(config=config, node=node, store=store, agent=self.agent, acl=acl)
         self._reaper = Reaper(self.agent, config.reap_interval)
-        routes = api_agent.ROUTES + api_checks.ROUTES + api_catalog.ROUTES + api_acl.ROUTES
-        router = Router(self.app, routes)
+        router = Router(
+            self.app, endpoints.ROUTES, endpoints.COMMON_PARAMS, endpoints.REFUSED_PARAMS
+        )
         self.http = Server((config.host, config.port), router)
 
     @property

@@ -157,7 +157,7 @@ class Store:
 
         Like the agent's local state (agent/local/state.go ``UpdateCheck``), a result that only
         changes the output does not write to the catalog at once: Consul defers it by
-        ``check_update_interval``. The double shows the new output without a new index.
+        ``check_update_interval``. The registry shows the new output without a new index.
         """
         with self.lock:
             check = self._checks.get(check_id)

@@ -9,16 +9,18 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import parse_qs, unquote, urlsplit
 
 from .errors import ApiError
 
-log = logging.getLogger("agent.http")
+log = logging.getLogger("registry.http")
+_BAD_ESCAPE = re.compile(r"%(?![0-9a-fA-F]{2})")
 
 
 @dataclass(frozen=True)
@@ -72,7 +74,7 @@ class Handler(BaseHTTPRequestHandler):
 
     server: Server
     protocol_version = "HTTP/1.1"
-    server_version = "consul-double"
+    server_version = "mesh-registry"
     # Headers and body go out in two writes; without TCP_NODELAY, Nagle's algorithm holds the
     # body until the client's delayed ACK (~40 ms). Consul's Go server sets TCP_NODELAY too.
     disable_nagle_algorithm = True
@@ -90,14 +92,15 @@ class Handler(BaseHTTPRequestHandler):
         started = time.monotonic()
         parts = urlsplit(self.path)
         query = parse_qs(parts.query, keep_blank_values=True)
-        request = Request(
-            method=self.command,
-            path=parts.path,
-            query=query,
-            headers={k.lower(): v for k, v in self.headers.items()},
-            body=self._read_body(),
-        )
+        body = self._read_body()
         try:
+            request = Request(
+                method=self.command,
+                path=decode_path(parts.path),
+                query=query,
+                headers={k.lower(): v for k, v in self.headers.items()},
+                body=body,
+            )
             response = self.server.dispatch(request)
         except ApiError as err:
             response = Response(status=err.status, text=err.text)
@@ -148,6 +151,16 @@ class Handler(BaseHTTPRequestHandler):
         except (BrokenPipeError, ConnectionResetError):
             # The client gave up, often on a blocking query it stopped waiting for.
             self.close_connection = True
+
+
+def decode_path(raw: str) -> str:
+    """The URL-decoded path, as Go's ``URL.Path``; a malformed escape is a 400 as in Go."""
+    if _BAD_ESCAPE.search(raw):
+        raise ApiError(400, f"invalid URL escape in path {raw!r}")
+    try:
+        return unquote(raw, errors="strict")
+    except UnicodeDecodeError as err:
+        raise ApiError(400, f"path {raw!r} is not UTF-8 once decoded") from err
 
 
 def parse_go_bool(text: str) -> bool | None:

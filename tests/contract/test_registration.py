@@ -104,11 +104,14 @@ def test_status_and_self_describe_the_agent(api: Api, consul_target: ConsulTarge
     leader = api.get("/v1/status/leader").json()
     assert leader.endswith(":8300")
     assert api.get("/v1/status/peers").json() == [leader]
-    config = api.get("/v1/agent/self").json()["Config"]
+    agent = api.get("/v1/agent/self").json()
+    config = agent["Config"]
     assert config["Datacenter"] == "dc1"
     assert config["NodeName"]
+    # Clients find the leader by comparing these two.
+    assert agent["Stats"]["consul"]["leader_addr"] == leader
     if consul_target.is_double:
-        assert "consul-double" in config["Version"]
+        assert "mesh-registry" in config["Version"]  # registry-only: it names itself
 
 
 def test_several_checks_get_numbered_ids_and_single_check_registration_works(

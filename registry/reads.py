@@ -1,0 +1,82 @@
+"""What every catalog and health read shares: its prelude, ACL checks, ``?filter=``,
+``?node-meta=`` and the blocking answer.
+
+Entries a token may not read are dropped, as Consul's ACL filter does for list endpoints
+(agent/consul/acl.go ``aclFilter``): a service needs service:read on its name and node:read on
+its node; a check needs node:read, plus service:read for a service's check.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from . import blocking, render
+from .acl import Authorizer
+from .app import App
+from .errors import bad_request
+from .filter_eval import Predicate, Struct, compile_filter
+from .filter_parse import FilterError
+from .model import Check
+from .web import Request, Response
+
+
+def prelude(app: App, request: Request) -> Authorizer:
+    """Resolve the token, then check ``dc``, ``wait``/``index`` and the consistency mode."""
+    authz = app.authorize(request)
+    blocking.check_datacenter(request, app.config.datacenter)
+    blocking.parse_wait(request)
+    if request.has("stale") and request.has("consistent"):
+        raise bad_request("Cannot specify ?stale with ?consistent, conflicting semantics.")
+    return authz
+
+
+def answer(app: App, request: Request, query: Callable[[], tuple[int, Any]]) -> Response:
+    """Run ``query`` as a blocking query and answer with Consul's query-meta headers."""
+    index, body = blocking.run(app.store, request, query)
+    return Response(body=body, headers=blocking.meta_headers(request, index))
+
+
+def entry_filter(request: Request, schema: Struct) -> Predicate:
+    """The request's ``?filter=`` for entries shaped as ``schema``; keeps all when absent.
+
+    Consul answers a bad filter with 500 and "Failed to create boolean expression evaluator";
+    the registry answers 400, since the client is at fault, with the same text.
+    """
+    text = request.param("filter")
+    if not text:
+        return lambda entry: True
+    try:
+        return compile_filter(text, schema)
+    except FilterError as err:
+        raise bad_request(
+            f"Invalid query parameter filter={text!r}: "
+            f"Failed to create boolean expression evaluator: {err}"
+        ) from err
+
+
+def node_meta_matches(request: Request) -> bool:
+    """True when the node has every ``?node-meta=key:value`` pair (``ParseMetaPair``)."""
+    meta = render.node_meta()
+    for pair in request.query.get("node-meta", []):
+        key, _, value = pair.partition(":")
+        if meta.get(key) != value:
+            return False
+    return True
+
+
+def render_checks(app: App, authz: Authorizer, checks: list[Check]) -> list[Any]:
+    """The checks the token may read, as JSON."""
+    return [render.check(c, app.node.name) for c in checks if can_read_check(authz, app, c)]
+
+
+def can_read_check(authz: Authorizer, app: App, check: Check) -> bool:
+    """``filterHealthChecks``: node:read always, and service:read for a service's check."""
+    if not authz.allowed("node", "read", app.node.name):
+        return False
+    return not check.service_id or authz.allowed("service", "read", check.service_name)
+
+
+def can_read_service(authz: Authorizer, app: App, name: str) -> bool:
+    """service:read on the name and node:read on the node."""
+    return authz.allowed("service", "read", name) and authz.allowed("node", "read", app.node.name)
