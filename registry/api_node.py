@@ -17,7 +17,7 @@ from .app import App
 from .config import VERSION
 from .errors import bad_request
 from .reads import answer, can_read_check, entry_filter, prelude
-from .web import Request, Response, parse_go_bool
+from .web import JSON_NULL, Request, Response, parse_go_bool
 
 
 def health_node(app: App, request: Request, node: str) -> Response:
@@ -45,10 +45,10 @@ def catalog_node(app: App, request: Request, node: str) -> Response:
     if not node:
         raise bad_request("Missing node name")
 
-    def query() -> tuple[int, dict[str, Any] | None]:
+    def query() -> tuple[int, object]:
         index = app.store.table_index("nodes", "services")
         if not _is_this_node(app, node) or not authz.allowed("node", "read", app.node.name):
-            return index, None
+            return index, JSON_NULL
         services = {
             s.service_id: render.node_service(s)
             for s in app.store.services()

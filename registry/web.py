@@ -43,6 +43,14 @@ class Request:
         return name in self.query
 
 
+class _JsonNull:
+    """The JSON ``null`` answer, which Go's encoder writes for a nil pointer."""
+
+
+#: A body of JSON ``null``: ``Response(body=None)`` is an empty answer instead.
+JSON_NULL = _JsonNull()
+
+
 @dataclass
 class Response:
     """A JSON (``body``) or plain-text (``text``) answer; None for both is an empty 200."""
@@ -136,7 +144,8 @@ class Handler(BaseHTTPRequestHandler):
         if response.text is not None:
             payload, content_type = response.text.encode(), "text/plain; charset=utf-8"
         elif response.body is not None:
-            text = json.dumps(response.body, indent=4, ensure_ascii=False) + "\n"
+            body = None if response.body is JSON_NULL else response.body
+            text = json.dumps(body, indent=4, ensure_ascii=False) + "\n"
             payload, content_type = text.encode(), "application/json"
         try:
             self.send_response(response.status)
