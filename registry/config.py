@@ -25,7 +25,8 @@ and an ACL subset), with Consul's answers, status codes and blocking queries.
 It is for development and tests: `make run` starts it when no Consul agent is
 at hand. It keeps nothing on disk and has no cluster, so it is not for
 production; use a real Consul there. Requests it does not support are refused
-(400, 405 or 501) with a reason, never silently ignored."""
+(400, 405 or 501) with a reason, never silently ignored. The README section
+"The bundled registry" lists what it serves."""
 EPILOG = """\
 examples:
   python -m registry --port 8500
@@ -60,8 +61,12 @@ def parse_args(argv: list[str] | None = None) -> Config:
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("--host", default="127.0.0.1", help="address to listen on")
-    parser.add_argument("--port", type=int, default=8500, help="port to listen on")
+    parser.add_argument(
+        "--host", default="127.0.0.1", help="address to listen on (default: %(default)s)"
+    )
+    parser.add_argument(
+        "--port", type=int, default=8500, help="port to listen on (default: %(default)s)"
+    )
     parser.add_argument(
         "--acl",
         action="store_true",
@@ -73,7 +78,9 @@ def parse_args(argv: list[str] | None = None) -> Config:
         default=None,
         help="enable ACLs (default deny) with this initial management token (implies --acl)",
     )
-    parser.add_argument("--node-name", default="registry", help="name of the node")
+    parser.add_argument(
+        "--node-name", default="registry", help="name of the node (default: %(default)s)"
+    )
     parser.add_argument(
         "--test-min-deregister-after",
         type=_duration,

@@ -15,9 +15,9 @@ from .app import Route
 
 #: Blocking queries (``index``, ``wait``), the datacenter, and the consistency modes, which a
 #: single node serves alike.
-_READ = ("dc", "index", "wait", "stale", "consistent", "leader")
+READ_PARAMS = ("dc", "index", "wait", "stale", "consistent", "leader")
 #: ``near`` sorts by round-trip time from a node; with one node the order is the same anyway.
-_LIST = (*_READ, "filter", "near", "node-meta")
+_LIST = (*READ_PARAMS, "filter", "near", "node-meta")
 
 ROUTES = [
     # Agent: the node itself.
@@ -47,16 +47,16 @@ ROUTES = [
     Route("/v1/health/service/", ("GET",), api_catalog.health_service, (*_LIST, "tag", "passing")),
     Route("/v1/health/checks/", ("GET",), api_catalog.health_checks, _LIST),
     Route("/v1/health/state/", ("GET",), api_catalog.health_state, _LIST),
-    Route("/v1/health/node/", ("GET",), api_node.health_node, (*_READ, "filter")),
+    Route("/v1/health/node/", ("GET",), api_node.health_node, (*READ_PARAMS, "filter")),
     # Catalog.
     Route("/v1/catalog/datacenters", ("GET",), api_node.catalog_datacenters, ()),
     Route("/v1/catalog/nodes", ("GET",), api_catalog.catalog_nodes, _LIST),
-    Route("/v1/catalog/node/", ("GET",), api_node.catalog_node, (*_READ, "filter")),
+    Route("/v1/catalog/node/", ("GET",), api_node.catalog_node, (*READ_PARAMS, "filter")),
     Route(
         "/v1/catalog/services",
         ("GET",),
         api_catalog.catalog_services,
-        (*_READ, "filter", "node-meta"),
+        (*READ_PARAMS, "filter", "node-meta"),
     ),
     Route("/v1/catalog/service/", ("GET",), api_catalog.catalog_service, (*_LIST, "tag")),
     # Status.

@@ -1,6 +1,7 @@
 """Fixtures for the contract suite.
 
-By default the suite starts the Consul test double with short test-only timings. With
+By default the suite starts the bundled registry (``registry/``, once the tests' "Consul
+double", hence the fixture names) with short test-only timings. With
 ``--consul-addr`` or ``CONSUL_TEST_ADDR`` it runs unchanged against a real agent, for example
 
     docker run --rm --network host hashicorp/consul:1.16 agent -dev

@@ -3,16 +3,21 @@
 Consul ignores query parameters it does not know and serves endpoints the registry does not
 (KV, sessions, Connect, ...). The registry answers them with an error that says what it does
 not support, so a client never takes an unfiltered or empty answer for a real one. These tests
-need the registry and are skipped against a real Consul; the one about 405 holds on both.
+need the registry and are skipped against a real Consul; those about 405 and ``?stale`` with
+``?consistent`` hold on both, and the README check needs no agent.
 """
 
 from __future__ import annotations
 
 import http.client
+import re
+from pathlib import Path
 from urllib.parse import urlsplit
 
 import consul
 import pytest
+
+from registry.endpoints import READ_PARAMS, ROUTES
 
 from .conftest import ConsulTarget
 from .helpers import Api
@@ -99,3 +104,18 @@ def test_a_malformed_path_escape_is_a_400(consul_target: ConsulTarget, registry_
         assert b"escape" in response.read()
     finally:
         connection.close()
+
+
+def test_the_readme_table_lists_every_endpoint_its_methods_and_parameters() -> None:
+    # The README's "What it serves" table is the user's copy of registry/endpoints.py.
+    readme = (Path(__file__).parents[2] / "README.md").read_text()
+    section = readme.split("### What it serves", 1)[1].split("\n- **Paths**", 1)[0]
+    rows = re.findall(r"^\| `(/v1/[^`]*)` \| ([A-Z, ]+) \|(.*)\|$", section, re.MULTILINE)
+    documented = {}
+    for path, methods, cell in rows:
+        params = set(re.findall(r"`([a-z-]+)`", cell))
+        if "reads" in cell:
+            params |= set(READ_PARAMS)
+        documented[re.sub(r"<[^>]+>$", "", path)] = (tuple(methods.split(", ")), params)
+    in_code = {r.pattern: (r.methods, set(r.params)) for r in ROUTES}
+    assert documented == in_code
