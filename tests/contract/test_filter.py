@@ -72,6 +72,9 @@ HEALTH_SERVICE_TABLE = [
     ('Service.Meta["team"] == x', "a"),
     ('"env" in Service.Meta', "ab"),
     ("Service.Meta is empty", "c"),
+    (r'Service.Meta.env == "\x71a"', "a"),  # Go escapes in double quotes
+    # bexpr 0.1.2 takes a missing map key as matching every operator but ==, in, is not empty.
+    ('Service.Meta.env matches "^q"', "ac"),
     ("Service.Port == 8080", "ac"),
     ('Service.Port == "0x1f90"', "ac"),
     (r'Service.Port != 8080 and Service.Address matches "^10\\.0\\.0\\.[0-9]$"', "b"),
