@@ -61,7 +61,7 @@ class Route:
 
 
 class Router:
-    """Finds the route for a request and enforces its methods."""
+    """Finds the route for a request and enforces its methods and query parameters."""
 
     def __init__(
         self,
