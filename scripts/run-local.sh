@@ -23,6 +23,11 @@ READY_TIMEOUT=60 # seconds for the registry, then every instance and the gateway
 
 say() { echo "make run: $*" >&2; }
 
+if [[ ! -x $BIN/gunicorn ]]; then
+  say "no virtualenv in .venv: run \`make install\` first, or start this with \`make run\`"
+  exit 2
+fi
+
 # service_config NAME: the gunicorn config file of service NAME.
 service_config() { echo "services/$1/gunicorn.conf.py"; }
 

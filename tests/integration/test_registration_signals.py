@@ -16,6 +16,8 @@ import pytest
 from tests.integration.conftest import StartService
 from tests.integration.harness import wait_for
 
+pytestmark = pytest.mark.integration
+
 
 @pytest.fixture
 def unreachable_consul() -> Iterator[str]:

@@ -23,6 +23,7 @@ import requests
 from registry.launcher import free_port
 from tests.integration.harness import ROOT, wait_for
 
+pytestmark = pytest.mark.integration
 SCRIPT = ROOT / "scripts" / "run-local.sh"
 QUOTE_KEYS = {"catalog_instance", "instance", "qty", "sku", "total_cents", "unit_price_cents"}
 
