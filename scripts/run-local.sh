@@ -76,7 +76,8 @@ alive() {
 }
 
 # stop SIGNAL PID...: signal each, then wait for all of them; past STOP_TIMEOUT or at a second
-# Ctrl-C, SIGKILL whatever is left, workers included (the whole process group).
+# Ctrl-C, SIGKILL whatever is left, workers included (the whole process group). Last, SIGTERM
+# to each group: a worker whose master died before it could stop it is still in there.
 stop() {
   local sig=$1 pid deadline=$((SECONDS + STOP_TIMEOUT))
   shift
@@ -90,6 +91,7 @@ stop() {
     fi
     sleep 0.1
   done
+  for pid in "$@"; do kill -TERM -- "-$pid" 2>/dev/null || true; done
 }
 
 # shutdown SIGNAL: stop the services and the gateway (they deregister), then the registry.

@@ -137,11 +137,8 @@ def run_local(tmp_path: Path) -> Iterator[list[Run]]:
                 os.kill(pid, signal.SIGKILL)
 
 
-def test_make_run_serves_a_quote_on_the_bundled_registry_and_ctrl_c_stops_everything(
-    tmp_path: Path, run_local: list[Run]
-) -> None:
-    run = start(tmp_path)
-    run_local.append(run)
+def wait_for_quote(run: Run) -> Any:
+    """Poll the gateway until it answers a quote with 200; return the JSON body."""
     gateway = f"http://127.0.0.1:{run.ports['GATEWAY_PORT']}"
 
     def quote() -> Any:
@@ -152,7 +149,37 @@ def test_make_run_serves_a_quote_on_the_bundled_registry_and_ctrl_c_stops_everyt
         )
         return answer.json() if answer.status_code == 200 else None
 
-    body = wait_for(quote, 120, "a quote through the gateway")
+    return wait_for(quote, 120, "a quote through the gateway")
+
+
+def listening_on(port: int) -> set[int]:
+    """PIDs of the processes holding the socket that listens on 127.0.0.1:*port* (Linux)."""
+    inodes = {
+        fields[9]
+        for line in Path("/proc/net/tcp").read_text().splitlines()[1:]
+        if (fields := line.split())[1] == f"0100007F:{port:04X}" and fields[3] == "0A"
+    }
+    found = set()
+    for fd in Path("/proc").glob("[0-9]*/fd/*"):
+        try:
+            if os.readlink(fd).removeprefix("socket:[").removesuffix("]") in inodes:
+                found.add(int(fd.parent.parent.name))
+        except OSError:
+            continue  # gone meanwhile
+    return found
+
+
+def parent(pid: int) -> int:
+    """The parent PID of *pid*."""
+    return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
+
+
+def test_make_run_serves_a_quote_on_the_bundled_registry_and_ctrl_c_stops_everything(
+    tmp_path: Path, run_local: list[Run]
+) -> None:
+    run = start(tmp_path)
+    run_local.append(run)
+    body = wait_for_quote(run)
     assert set(body) >= QUOTE_KEYS, body
     assert body["qty"] == 2 and body["total_cents"] == 2 * body["unit_price_cents"], body
 
@@ -170,6 +197,24 @@ def test_make_run_serves_a_quote_on_the_bundled_registry_and_ctrl_c_stops_everyt
     wait_for(lambda: not any(running(p) for p in started), 60, "every process to stop")
     assert run.popen.wait(10) == 0, run.output()[-4000:]
     assert not list(tmp_path.glob("make-run.*")), "the registry's log folder was left behind"
+
+
+def test_make_run_stops_everything_when_a_component_dies(
+    tmp_path: Path, run_local: list[Run]
+) -> None:
+    run = start(tmp_path)
+    run_local.append(run)
+    wait_for_quote(run)
+    started = descendants(run.popen.pid)
+    # The first catalog's gunicorn master: the holder of its socket that the script started.
+    holders = listening_on(run.ports["RUN_SERVICE_PORT_BASE"])
+    (catalog,) = {pid for pid in holders if parent(pid) == run.popen.pid}
+    assert holders - {catalog}, "no worker holds the catalog socket"
+
+    os.kill(catalog, signal.SIGKILL)  # its worker is orphaned: the script must stop it too
+    wait_for(lambda: not any(running(p) for p in started), 60, "every process to stop")
+    assert run.popen.wait(10) == 1
+    assert f"catalog (pid {catalog}) exited with status 137" in run.output(), run.output()[-4000:]
 
 
 def test_make_run_stops_when_the_agent_at_consul_http_addr_does_not_answer(
