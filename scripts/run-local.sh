@@ -128,18 +128,28 @@ helper() {
   return "$status"
 }
 
-# answer SECONDS PIDS URL...: wait until every URL answers 200, or fail naming those that do
-# not; fail at once when one of PIDS (comma-separated, may be empty) exits.
+# answer SECONDS PIDS URL...: wait until every URL answers 200 with something other than an
+# empty list, or fail naming those that do not; fail at once when one of PIDS (comma-separated,
+# may be empty) exits. Requests to CONSUL_HTTP_ADDR carry the Consul token, if one is set.
 answer() {
   helper "$@" <<'PY'
 import os, sys, time, urllib.request
+from pathlib import Path
 
 deadline, urls = time.monotonic() + float(sys.argv[1]), sys.argv[3:]
 pids = [int(pid) for pid in sys.argv[2].split(",") if pid]
+consul = os.environ.get("CONSUL_HTTP_ADDR") or "-"
+token_file = os.environ.get("CONSUL_HTTP_TOKEN_FILE")
+token = os.environ.get("CONSUL_HTTP_TOKEN") or (
+    token_file and Path(token_file).is_file() and Path(token_file).read_text().strip()
+)
 while urls:
+    request = urllib.request.Request(urls[0])
+    if token and urls[0].startswith(consul):
+        request.add_header("X-Consul-Token", token)
     try:
-        with urllib.request.urlopen(urls[0], timeout=1) as answer:
-            if answer.status == 200:
+        with urllib.request.urlopen(request, timeout=1) as answer:
+            if answer.status == 200 and answer.read().strip() != b"[]":
                 urls.pop(0)
                 continue
     except OSError:
@@ -246,8 +256,13 @@ done
 launch gateway env GATEWAY_PORT="$GATEWAY_PORT" GATEWAY_BIND=127.0.0.1 \
   GATEWAY_ADMIN_PORT="$GATEWAY_ADMIN_PORT" "$BIN/gunicorn" -c gateway/gunicorn.conf.py
 
+# Ready: every instance answers, a passing instance of every service is in the registry (so
+# the gateway routes to it), and the gateway answers.
 urls=()
-for i in "${!services[@]}"; do urls+=("http://127.0.0.1:$((RUN_SERVICE_PORT_BASE + i))/health"); done
+for i in "${!services[@]}"; do
+  urls+=("http://127.0.0.1:$((RUN_SERVICE_PORT_BASE + i))/health")
+  urls+=("$addr/v1/health/service/${services[$i]}?passing=1")
+done
 urls+=("http://127.0.0.1:$GATEWAY_ADMIN_PORT/_gateway/health")
 pid_list=$(IFS=,; echo "${pids[*]}")
 answer "$READY_TIMEOUT" "$pid_list" "${urls[@]}" || say "carrying on; the logs above say what is missing"
