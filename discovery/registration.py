@@ -28,7 +28,8 @@ CONSUL_ERRORS = (consul.ConsulException, requests.RequestException, OSError)
 
 
 class Stop(Protocol):
-    """What ends the retries early: a ``threading.Event``, or a :class:`StopSignals`."""
+    """What ends the retries early: a ``threading.Event``, or a
+    :class:`~discovery.stop_signals.StopSignals` in gunicorn's master."""
 
     def is_set(self) -> bool: ...
 
@@ -81,7 +82,8 @@ class Registrar:
         that comes during the attempt that succeeds still returns True: the caller, which
         sees ``stop.is_set()``, deregisters.
         """
-        stop = stop or threading.Event()
+        if stop is None:
+            stop = threading.Event()  # never set: retry until registered or out of time
         deadline = time.monotonic() + self.settings.register_timeout
         backoff = Backoff(base=0.2, cap=5.0)
         while not stop.is_set():
