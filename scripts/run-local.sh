@@ -14,7 +14,7 @@
 #   RUN_SERVICE_PORT_BASE  8101  the first service instance; the others take the next ports
 # Every folder of services/ with an app.py runs once, catalog twice (to show the balancing).
 # Exit status: 0 when Ctrl-C or SIGTERM stopped everything, 1 when a component failed or had to
-# be killed, 2 for a bad setting. Written for bash 3.2 too (macOS): no `wait -n`.
+# be killed, 2 for a bad setting. No `wait -n` or other bash 4 features: macOS ships bash 3.2.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BIN=.venv/bin
