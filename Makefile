@@ -52,7 +52,7 @@ typecheck: $(STAMP) ## mypy --strict on the packages
 
 check: lint typecheck test ## Everything CI checks before the e2e suite
 
-run: $(STAMP) ## Run the stack locally without Docker (Consul from CONSUL_HTTP_ADDR or `consul agent -dev`)
+run: $(STAMP) ## The stack on 127.0.0.1 without Docker; registry: CONSUL_HTTP_ADDR, else `consul agent -dev`, else the bundled one (ports: README "Quick start")
 	bash scripts/run-local.sh
 
 up: ## docker compose up --build, in the background

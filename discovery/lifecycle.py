@@ -20,6 +20,7 @@ from typing import Any
 from discovery.errors import RegistrationError, SettingsError
 from discovery.registration import Registrar
 from discovery.settings import ServiceSettings
+from discovery.stop_signals import StopSignals
 
 log = logging.getLogger(__name__)
 _registrar: Registrar | None = None
@@ -48,15 +49,25 @@ def on_starting(server: Any) -> None:
 
 
 def when_ready(server: Any) -> None:
-    """Register in Consul once the listening socket exists, and arm the drain on SIGTERM."""
+    """Register in Consul once the listening socket exists, and arm the drain on SIGTERM.
+
+    gunicorn acts on signals only after this hook returns, so while the registration is
+    retried SIGTERM, SIGINT and SIGQUIT end the retries themselves and the master exits.
+    """
     global _registrar
     settings = ServiceSettings.from_env()
     registrar = Registrar(settings)
-    try:
-        registrar.register()
-    except RegistrationError as exc:
-        server.log.error("%s", exc)
-        sys.exit(3)
+    with StopSignals() as stop:
+        try:
+            registered = registrar.register(stop)
+        except RegistrationError as exc:
+            server.log.error("%s", exc)
+            sys.exit(3)
+        if stop.received is not None:
+            if registered:
+                registrar.deregister()
+            server.log.info("%s during start-up: stopping", stop.received.name)
+            sys.exit(0)  # what gunicorn exits with after a SIGTERM or SIGINT
     registrar.start_keepalive()
     _registrar = registrar
     terminate = server.handle_term

@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from typing import Any
+from typing import Any, Protocol
 
 import consul
 import requests
@@ -25,6 +25,15 @@ log = logging.getLogger(__name__)
 
 # What a failed call to the agent can raise: py-consul's errors and the transport's.
 CONSUL_ERRORS = (consul.ConsulException, requests.RequestException, OSError)
+
+
+class Stop(Protocol):
+    """What ends the retries early: a ``threading.Event``, or a
+    :class:`~discovery.stop_signals.StopSignals` in gunicorn's master."""
+
+    def is_set(self) -> bool: ...
+
+    def wait(self, timeout: float | None = None) -> bool: ...
 
 
 class Registrar:
@@ -65,11 +74,19 @@ class Registrar:
         if not (client or self._client).agent.service.register(**self.definition()):
             raise RegistrationError(f"Consul refused the registration of {self.service_id}")
 
-    def register(self) -> None:
-        """Register, retrying with backoff until ``register_timeout`` runs out, then raise."""
+    def register(self, stop: Stop | None = None) -> bool:
+        """Register, retrying with backoff until ``register_timeout`` runs out, then raise.
+
+        Return True once registered, or False as soon as *stop* is set (between two attempts
+        the wait ends at once; an attempt under way ends within the client's timeout). A stop
+        that comes during the attempt that succeeds still returns True: the caller, which
+        sees ``stop.is_set()``, deregisters.
+        """
+        if stop is None:
+            stop = threading.Event()  # never set: retry until registered or out of time
         deadline = time.monotonic() + self.settings.register_timeout
         backoff = Backoff(base=0.2, cap=5.0)
-        while True:
+        while not stop.is_set():
             try:
                 self.register_once()
             except consul.ACLPermissionDenied as exc:
@@ -91,7 +108,7 @@ class Registrar:
                 log.warning(
                     "registering %s failed (%s); retrying in %.1fs", self.service_id, exc, delay
                 )
-                time.sleep(delay)
+                stop.wait(delay)
             else:
                 log.info(
                     "registered %s at %s:%d",
@@ -99,7 +116,9 @@ class Registrar:
                     self.settings.address,
                     self.settings.port,
                 )
-                return
+                return True
+        log.info("stopped before %s was registered", self.service_id)
+        return False
 
     def deregister(self) -> None:
         """Remove the instance from Consul; an instance Consul no longer knows is not an error."""
