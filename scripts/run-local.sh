@@ -31,7 +31,7 @@ done
 
 start() {  # start NAME PORT
   SERVICE_NAME=$1 SERVICE_PORT=$2 SERVICE_ADDRESS=127.0.0.1 SERVICE_BIND=127.0.0.1 \
-    "$BIN/gunicorn" -c "services/$1/gunicorn.conf.py" & pids+=($!)
+    "$BIN/gunicorn" -c services/gunicorn.conf.py & pids+=($!)
 }
 start catalog 8101
 start catalog 8102

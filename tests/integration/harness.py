@@ -21,6 +21,7 @@ from tests import polling
 
 ROOT = Path(__file__).resolve().parents[2]
 GUNICORN = str(Path(sys.executable).with_name("gunicorn"))
+SERVICE_CONF = "services/gunicorn.conf.py"  # every sample service; SERVICE_NAME picks the app
 T = TypeVar("T")
 
 
@@ -125,8 +126,13 @@ def stop_all(procs: list[Process]) -> None:
 
 
 def service_env(name: str, port: int, consul: str, **extra: str) -> dict[str, str]:
-    """Environment of a sample service instance on loopback with fast health checks."""
+    """Environment of a sample service instance on loopback with fast health checks.
+
+    *name* is the app served and the name registered; ``SERVICE_NAME=...`` in *extra*
+    registers the same app under another name.
+    """
     return {
+        "SERVICE_APP": name,
         "SERVICE_NAME": name,
         "SERVICE_PORT": str(port),
         "SERVICE_ADDRESS": "127.0.0.1",
