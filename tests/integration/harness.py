@@ -37,9 +37,17 @@ def wait_for(check: Callable[[], T | None], timeout: float, what: str, interval:
 class Process:
     """A gunicorn master started from one of the project's config files."""
 
-    def __init__(self, name: str, conf: str, env: dict[str, str], port: int, log_dir: Path) -> None:
-        self.name, self.conf, self.port = name, conf, port
-        self.env = {**os.environ, "PYTHONPATH": str(ROOT), **env}
+    def __init__(
+        self,
+        name: str,
+        conf: str,
+        env: dict[str, str],
+        port: int,
+        log_dir: Path,
+        root: Path = ROOT,
+    ) -> None:
+        self.name, self.conf, self.port, self.root = name, conf, port, root
+        self.env = {**os.environ, "PYTHONPATH": str(root), **env}
         self.log_path = log_dir / f"{name}.log"
         self.popen: subprocess.Popen[bytes] | None = None
 
@@ -62,7 +70,7 @@ class Process:
         with self.log_path.open("ab") as log:
             self.popen = subprocess.Popen(
                 [GUNICORN, "-c", self.conf],
-                cwd=ROOT,
+                cwd=self.root,
                 env=self.env,
                 stdout=log,
                 stderr=log,
