@@ -30,6 +30,9 @@ control_socket_disable = True
 graceful_timeout = 10
 keepalive = 75  # longer than the gateway's idle pool timeout, so the gateway closes first
 accesslog = "-" if settings.access_log else None
+# The app's ProxyFix (SERVICE_TRUSTED_HOPS) is the one reader of X-Forwarded-*. gunicorn's own
+# trusts 127.0.0.1 by default, so a stack on loopback would believe what one in containers not.
+forwarded_allow_ips = ""
 errorlog = "-"
 
 __all__ = [
@@ -37,6 +40,7 @@ __all__ = [
     "bind",
     "control_socket_disable",
     "errorlog",
+    "forwarded_allow_ips",
     "graceful_timeout",
     "keepalive",
     "on_exit",
