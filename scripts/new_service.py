@@ -162,12 +162,15 @@ def main(argv: list[str] | None = None) -> int:
         print(f"new-service: {exc}", file=sys.stderr)
         return 1
     name = args.name
+    print(f"new service {name}:")
     for path in files:
         print(f"  wrote {path.relative_to(args.root)}")
     print(
-        f"next: edit services/{name}/app.py, then `make unit`; `docker compose up --build`"
-        f" serves it at localhost:8080/{name}/hello (and SERVICE_NAME={name} gunicorn -c"
-        " services/gunicorn.conf.py runs it without Docker)"
+        "next:\n"
+        f"  make unit                  # runs tests/unit/test_service_{name}.py among the rest\n"
+        f"  SERVICE_NAME={name} SERVICE_PORT=8401 SERVICE_ADDRESS=127.0.0.1"
+        " .venv/bin/gunicorn -c services/gunicorn.conf.py   # beside `make run`\n"
+        f"  make up                    # the compose stack; then curl localhost:8080/{name}/hello"
     )
     return 0
 
