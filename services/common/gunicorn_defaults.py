@@ -2,7 +2,8 @@
 
 Bind, workers, threads and the access log come from :class:`services.common.settings.
 ServiceSettings` (``SERVICE_BIND``, ``SERVICE_PORT``, ``WEB_CONCURRENCY``, ``WEB_THREADS``,
-``ACCESS_LOG``), parsed once here; a bad value stops startup naming the variable.
+``ACCESS_LOG``), parsed here in the master (each worker's ``create_app`` reads the same
+variables once more); a bad value stops startup naming the variable.
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ graceful_timeout = 10
 keepalive = 75  # longer than the gateway's idle pool timeout, so the gateway closes first
 accesslog = "-" if settings.access_log else None
 # The app's ProxyFix (SERVICE_TRUSTED_HOPS) is the one reader of X-Forwarded-*. gunicorn's own
-# trusts 127.0.0.1 by default, so a stack on loopback would believe what one in containers not.
+# reading trusts 127.0.0.1 by default: a stack on loopback would act unlike one in containers.
 forwarded_allow_ips = ""
 errorlog = "-"
 
