@@ -18,7 +18,7 @@ from discovery.errors import SettingsError
 from discovery.settings import ServiceSettings as Registration
 from services.common.faults import Faults
 
-__all__ = ["SERVICES_DIR", "ServiceSettings", "SettingsError", "known_apps"]
+__all__ = ["SERVICES_DIR", "ServiceSettings", "known_apps"]
 
 SERVICES_DIR = Path(__file__).resolve().parents[1]
 

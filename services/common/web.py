@@ -49,6 +49,7 @@ def create_base_app(name: str, config: Mapping[str, Any] | None = None) -> Flask
     if settings.trusted_hops:
         # The gateway sets X-Forwarded-For/-Proto/-Host/-Prefix; believe that many hops.
         hops = settings.trusted_hops
+        # Wrapping app.wsgi_app is how Flask documents middleware; mypy sees a method there.
         app.wsgi_app = ProxyFix(  # type: ignore[method-assign]
             app.wsgi_app, x_for=hops, x_proto=hops, x_host=hops, x_prefix=hops
         )
