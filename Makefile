@@ -11,7 +11,7 @@ SERVICE ?= catalog
 N ?= 3
 PYTEST_ARGS ?=
 
-.PHONY: help install test unit contract integration e2e lint format typecheck check run up down logs ps scale bench chaos clean
+.PHONY: help install test unit contract integration e2e lint format typecheck check run new-service up down logs ps scale bench chaos clean
 
 help: ## List the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-z0-9-]+:.*## / {printf "  \033[36m%-12s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -54,6 +54,9 @@ check: lint typecheck test ## Everything CI checks before the e2e suite
 
 run: $(STAMP) ## The stack on 127.0.0.1 without Docker; registry: CONSUL_HTTP_ADDR, else `consul agent -dev`, else the bundled one (ports: README "Quick start")
 	bash scripts/run-local.sh
+
+new-service: $(STAMP) ## Scaffold a service: make new-service NAME=orders (app, unit test, compose entry, README row)
+	$(BIN)/python scripts/new_service.py "$(NAME)"
 
 up: ## docker compose up --build, in the background
 	$(COMPOSE) up --build -d

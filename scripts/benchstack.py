@@ -26,7 +26,7 @@ from tests.integration.harness import (
 )
 
 WRK_FLAGS = ["-t2", "-c8", "--latency"]
-CATALOG_CONF = "services/catalog/gunicorn.conf.py"
+CATALOG_CONF = "services/gunicorn.conf.py"  # SERVICE_NAME=catalog picks the app
 # The backends keep their defaults whatever the caller's environment says, so a run with
 # WEB_THREADS=... set changes the gateway alone.
 BACKEND_ENV = {"WEB_CONCURRENCY": "1", "WEB_THREADS": "8", "ACCESS_LOG": ""}

@@ -23,6 +23,7 @@ import requests
 from discovery.settings import instance_id
 from registry.launcher import ConsulDouble, free_port, run_consul_double
 from tests.integration.harness import (
+    SERVICE_CONF,
     Process,
     gateway_env,
     passing_ids,
@@ -49,10 +50,8 @@ class Stack:
     ) -> Process:
         """Start an instance of *app* registered as *name*."""
         port = port or free_port()
-        env = service_env(name, port, self.consul.addr, SERVICE_DRAIN_DELAY="1s")
-        proc = Process(
-            f"{name}-{port}", f"services/{app}/gunicorn.conf.py", env, port, self.logs
-        ).start()
+        env = service_env(app, port, self.consul.addr, SERVICE_NAME=name, SERVICE_DRAIN_DELAY="1s")
+        proc = Process(f"{name}-{port}", SERVICE_CONF, env, port, self.logs).start()
         self.procs.append(proc)
         proc.wait_http("/health")
         return proc

@@ -29,7 +29,7 @@ if [[ ! -x $BIN/gunicorn ]]; then
 fi
 
 # service_config NAME: the gunicorn config file of service NAME.
-service_config() { echo "services/$1/gunicorn.conf.py"; }
+service_config() { echo "services/gunicorn.conf.py"; }
 
 # port NAME DEFAULT: the value of variable NAME (DEFAULT if unset or empty), checked to be a port.
 port() {

@@ -1,1 +1,2 @@
-"""Flask building blocks every sample service shares: identity, health, errors and fault knobs."""
+"""Flask building blocks every sample service shares: settings, identity, health, JSON errors,
+forwarded headers and fault knobs."""

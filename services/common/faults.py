@@ -9,7 +9,6 @@ The knobs are per process; the samples run one gunicorn worker per instance by d
 
 from __future__ import annotations
 
-import os
 import random
 import time
 from collections.abc import Callable, Mapping
@@ -20,6 +19,7 @@ from flask import Blueprint, current_app, jsonify, request
 from flask.typing import ResponseReturnValue
 
 from discovery import env
+from services.common.errors_json import error_reply
 
 
 @dataclass
@@ -32,9 +32,8 @@ class Faults:
     fail_health: bool = False
 
     @classmethod
-    def from_env(cls, environ: Mapping[str, str] | None = None) -> Faults:
-        """Read the ``FAULT_*`` variables."""
-        e = os.environ if environ is None else environ
+    def from_env(cls, e: Mapping[str, str]) -> Faults:
+        """Read the ``FAULT_*`` variables (from :class:`services.common.settings.ServiceSettings`)."""
         return cls(
             latency_ms=env.get_duration(e, "FAULT_LATENCY", "0s", hi=60) * 1000,
             error_rate=env.get_float(e, "FAULT_ERROR_RATE", 0.0, 0.0, 1.0),
@@ -65,7 +64,7 @@ class Faults:
             time.sleep(self.latency_ms / 1000)
         if self.error_rate and random.random() < self.error_rate:
             status = self.error_status
-            return jsonify(error="injected fault", detail="error_rate fault", status=status), status
+            return error_reply(status, "injected_fault", "error_rate fault (FAULT_ERROR_RATE)")
         return None
 
 
@@ -100,5 +99,5 @@ def change() -> ResponseReturnValue:
     """Change some fault settings; unknown knobs or bad values give 400 and change nothing."""
     problems = _faults().update(request.get_json(silent=True))
     if problems:
-        return jsonify(error="invalid fault settings", problems=problems), 400
+        return error_reply(400, "invalid_fault_settings", "; ".join(problems), problems=problems)
     return jsonify(asdict(_faults()))

@@ -1,28 +1,28 @@
-"""gunicorn settings shared by the sample services; each service's gunicorn.conf.py imports them.
+"""gunicorn settings shared by the sample services; ``services/gunicorn.conf.py`` imports them.
 
-Environment: ``SERVICE_PORT`` (default 8000), ``SERVICE_BIND`` (default 0.0.0.0),
-``WEB_CONCURRENCY`` (workers, default 1: fault knobs are per process) and ``WEB_THREADS``
-(threads per worker, default 8).
+Bind, workers, threads and the access log come from :class:`services.common.settings.
+ServiceSettings` (``SERVICE_BIND``, ``SERVICE_PORT``, ``WEB_CONCURRENCY``, ``WEB_THREADS``,
+``ACCESS_LOG``), parsed here in the master (each worker's ``create_app`` reads the same
+variables once more); a bad value stops startup naming the variable.
 """
 
 from __future__ import annotations
 
-import os
 import sys
 
-from discovery import env
 from discovery.errors import SettingsError
 from discovery.lifecycle import configure_logging, on_exit, on_starting, when_ready
+from services.common.settings import ServiceSettings, known_apps
 
 configure_logging()
 try:
-    port = env.get_int(os.environ, "SERVICE_PORT", 8000, 1, 65535)
-    workers = env.get_int(os.environ, "WEB_CONCURRENCY", 1, 1, 64)
-    threads = env.get_int(os.environ, "WEB_THREADS", 8, 1, 256)
+    settings = ServiceSettings.from_env(apps=known_apps())
 except SettingsError as exc:
     sys.exit(f"configuration error: {exc}")
 
-bind = [f"{os.environ.get('SERVICE_BIND', '0.0.0.0')}:{port}"]
+bind = [f"{settings.bind}:{settings.port}"]
+workers = settings.workers
+threads = settings.threads
 worker_class = "gthread"
 # gunicorn's control socket has one default path per user; replicas on one host would clash.
 control_socket_disable = True
@@ -30,7 +30,10 @@ control_socket_disable = True
 # SERVICE_DRAIN_DELAY + graceful_timeout so deregistration always runs.
 graceful_timeout = 10
 keepalive = 75  # longer than the gateway's idle pool timeout, so the gateway closes first
-accesslog = "-" if os.environ.get("ACCESS_LOG", "").lower() in {"1", "true"} else None
+accesslog = "-" if settings.access_log else None
+# The app's ProxyFix (SERVICE_TRUSTED_HOPS) is the one reader of X-Forwarded-*. gunicorn's own
+# reading trusts 127.0.0.1 by default: a stack on loopback would act unlike one in containers.
+forwarded_allow_ips = ""
 errorlog = "-"
 
 __all__ = [
@@ -38,10 +41,12 @@ __all__ = [
     "bind",
     "control_socket_disable",
     "errorlog",
+    "forwarded_allow_ips",
     "graceful_timeout",
     "keepalive",
     "on_exit",
     "on_starting",
+    "settings",
     "threads",
     "when_ready",
     "worker_class",

@@ -2,39 +2,57 @@
 
 It adds what each service needs and none should write twice: the instance's identity on every
 response (an ``X-Instance-ID`` header, and an ``instance`` field via :func:`reply`), a cheap
-``/health``, fault knobs, and JSON errors instead of HTML pages or tracebacks.
+``/health``, fault knobs, the client's address, scheme and host from the gateway's
+``X-Forwarded-*`` headers (werkzeug's ``ProxyFix``), and errors in the project's JSON shape
+(:mod:`services.common.errors_json`) instead of HTML pages or tracebacks.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import logging
-import os
 from collections.abc import Mapping
 from typing import Any
 
-from flask import Flask, Response, current_app, jsonify, request
+from flask import Flask, Response, current_app, jsonify, make_response, request
 from flask.typing import ResponseReturnValue
 from werkzeug.exceptions import HTTPException
+from werkzeug.middleware.proxy_fix import ProxyFix
 
-from discovery import env
-from discovery.settings import instance_id
 from services.common import faults
+from services.common.errors_json import error_code, error_reply
 from services.common.faults import Faults
+from services.common.settings import ServiceSettings
+
+__all__ = ["create_base_app", "error_reply", "reply"]
 
 log = logging.getLogger(__name__)
 UNGUARDED = ("/health", "/admin/")  # paths that fault injection never touches
 
 
 def create_base_app(name: str, config: Mapping[str, Any] | None = None) -> Flask:
-    """A Flask app for service *name*: identity, health, faults and JSON errors."""
+    """A Flask app for service *name*: identity, health, faults, proxy headers, JSON errors.
+
+    *config* may hold ``SETTINGS`` (a :class:`ServiceSettings`; else read from the
+    environment, with *name* standing in for a missing ``SERVICE_NAME``) and any Flask config.
+    """
     app = Flask(name)
-    port = env.get_int(os.environ, "SERVICE_PORT", 8000, 1, 65535)
+    config = dict(config or {})
+    settings: ServiceSettings = config.pop("SETTINGS", None) or ServiceSettings.from_env(
+        default_name=name
+    )
     # The same ID the instance registers under in Consul (SERVICE_NAME may rename a service).
-    registered_as = os.environ.get("SERVICE_NAME", "").strip() or name
-    app.config.from_mapping(SERVICE_NAME=name, INSTANCE_ID=instance_id(registered_as, port))
-    if config:
-        app.config.from_mapping(config)
-    app.extensions["faults"] = faults.Faults.from_env()
+    app.config.from_mapping(SERVICE_NAME=name, INSTANCE_ID=settings.instance_id)
+    app.config.from_mapping(config)
+    app.extensions["settings"] = settings
+    app.extensions["faults"] = dataclasses.replace(settings.faults)  # changed at run time
+    if settings.trusted_hops:
+        # The gateway sets X-Forwarded-For/-Proto/-Host/-Prefix; believe that many hops.
+        hops = settings.trusted_hops
+        # Wrapping app.wsgi_app is how Flask documents middleware; mypy sees a method there.
+        app.wsgi_app = ProxyFix(  # type: ignore[method-assign]
+            app.wsgi_app, x_for=hops, x_proto=hops, x_host=hops, x_prefix=hops
+        )
     app.register_blueprint(faults.bp)
     app.add_url_rule("/health", "health", _health)
     app.before_request(_inject_faults)
@@ -67,11 +85,15 @@ def _stamp_instance(response: Response) -> Response:
     return response
 
 
-def _http_error(exc: HTTPException) -> ResponseReturnValue:
-    status = exc.code or 500
-    return jsonify(error=exc.name.lower(), detail=exc.description, status=status), status
+def _http_error(exc: HTTPException) -> Response:
+    response = make_response(error_reply(exc.code or 500, error_code(exc), exc.description or ""))
+    # Keep what the exception says beyond its page, such as a 405's Allow header.
+    for key, value in exc.get_headers():
+        if key.lower() != "content-type":
+            response.headers[key] = value
+    return response
 
 
 def _unexpected_error(exc: Exception) -> ResponseReturnValue:
     log.exception("unhandled error on %s %s", request.method, request.path)
-    return jsonify(error="internal server error", status=500), 500
+    return error_reply(500, "internal_error", "the service failed; its log has the details")

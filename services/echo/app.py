@@ -1,7 +1,8 @@
 """The echo service: describes the request it received, to show what the gateway forwards.
 
-Any method on any path answers with the method, path, query, headers, and the size and SHA-256
-of the body. The body is read in chunks, so large uploads stream through without being held.
+Any method on any path answers with the method, path, query, headers, the size and SHA-256
+of the body, and the client as the service sees it (address, scheme and host, read from the
+gateway's ``X-Forwarded-*`` headers). The body is read in chunks, so large uploads stream through without being held.
 """
 
 from __future__ import annotations
@@ -36,6 +37,11 @@ def echo(path: str) -> ResponseReturnValue:
             "headers": dict(request.headers),
             "body_bytes": size,
             "body_sha256": digest.hexdigest(),
+            "client": {
+                "address": request.remote_addr,
+                "scheme": request.scheme,
+                "host": request.host,
+            },
         }
     )
 

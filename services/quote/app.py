@@ -20,7 +20,7 @@ import requests
 from flask import Blueprint, Flask, abort, current_app, request
 from flask.typing import ResponseReturnValue
 
-from discovery import ConsulSettings, NoInstanceError, ServiceClient
+from discovery import NoInstanceError, ServiceClient
 from services.common.web import create_base_app, reply
 
 bp = Blueprint("quote", __name__)
@@ -68,7 +68,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     """Build the quote app; gunicorn serves ``services.quote.app:create_app()``."""
     app = create_base_app("quote", config)
     client = app.config.get("CATALOG_CLIENT") or ServiceClient(
-        ConsulSettings.from_env(), services=["catalog"]
+        app.extensions["settings"].registration.consul, services=["catalog"]
     )
     app.extensions["catalog_client"] = client
     app.register_blueprint(bp)

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from registry.launcher import ConsulDouble, free_port, run_consul_double
-from tests.integration.harness import Process, gateway_env, service_env, stop_all
+from tests.integration.harness import SERVICE_CONF, Process, gateway_env, service_env, stop_all
 
 pytestmark = pytest.mark.integration
 
@@ -38,7 +38,7 @@ def start_service(consul: ConsulDouble, log_dir: Path) -> Iterator[StartService]
         port = port or free_port()
         proc = Process(
             f"{name}-{port}",
-            f"services/{name}/gunicorn.conf.py",
+            SERVICE_CONF,
             service_env(name, port, consul.addr, **extra),
             port,
             log_dir,

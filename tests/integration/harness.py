@@ -21,6 +21,7 @@ from tests import polling
 
 ROOT = Path(__file__).resolve().parents[2]
 GUNICORN = str(Path(sys.executable).with_name("gunicorn"))
+SERVICE_CONF = "services/gunicorn.conf.py"  # every sample service; SERVICE_NAME picks the app
 T = TypeVar("T")
 
 
@@ -36,9 +37,17 @@ def wait_for(check: Callable[[], T | None], timeout: float, what: str, interval:
 class Process:
     """A gunicorn master started from one of the project's config files."""
 
-    def __init__(self, name: str, conf: str, env: dict[str, str], port: int, log_dir: Path) -> None:
-        self.name, self.conf, self.port = name, conf, port
-        self.env = {**os.environ, "PYTHONPATH": str(ROOT), **env}
+    def __init__(
+        self,
+        name: str,
+        conf: str,
+        env: dict[str, str],
+        port: int,
+        log_dir: Path,
+        root: Path = ROOT,
+    ) -> None:
+        self.name, self.conf, self.port, self.root = name, conf, port, root
+        self.env = {**os.environ, "PYTHONPATH": str(root), **env}
         self.log_path = log_dir / f"{name}.log"
         self.popen: subprocess.Popen[bytes] | None = None
 
@@ -61,7 +70,7 @@ class Process:
         with self.log_path.open("ab") as log:
             self.popen = subprocess.Popen(
                 [GUNICORN, "-c", self.conf],
-                cwd=ROOT,
+                cwd=self.root,
                 env=self.env,
                 stdout=log,
                 stderr=log,
@@ -125,8 +134,13 @@ def stop_all(procs: list[Process]) -> None:
 
 
 def service_env(name: str, port: int, consul: str, **extra: str) -> dict[str, str]:
-    """Environment of a sample service instance on loopback with fast health checks."""
+    """Environment of a sample service instance on loopback with fast health checks.
+
+    *name* is the app served and the name registered; ``SERVICE_NAME=...`` in *extra*
+    registers the same app under another name.
+    """
     return {
+        "SERVICE_APP": name,
         "SERVICE_NAME": name,
         "SERVICE_PORT": str(port),
         "SERVICE_ADDRESS": "127.0.0.1",

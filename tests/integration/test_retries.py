@@ -126,7 +126,7 @@ def test_panic_threshold_spreads_load_when_every_instance_is_ejected(
         responses = [session.post(f"{gateway.url}/broken/x", timeout=10) for _ in range(30)]
     # Every answer still comes from an instance (no gateway-made error), and from both of them.
     assert {r.status_code for r in responses} == {503}
-    assert all(r.json().get("error") == "injected fault" for r in responses)
+    assert all(r.json().get("error") == "injected_fault" for r in responses)
     assert {r.headers["X-Instance-ID"] for r in responses[-10:]} == {
         instance_id("broken", p.port) for p in both_bad
     }

@@ -48,7 +48,7 @@ def assert_refused(response: Any, parameter: str) -> None:
     """A 400 in the project's JSON error shape whose detail names *parameter*."""
     body = response.get_json()
     assert response.status_code == 400, response.data
-    assert body["status"] == 400 and body["error"] == "bad request"
+    assert body["status"] == 400 and body["error"] == "bad_request"
     assert f"'{parameter}'" in body["detail"]
 
 
