@@ -37,6 +37,7 @@ from gateway.upstream import (
     UpstreamConnection,
     UpstreamError,
     UpstreamTimeout,
+    failure_reason,
 )
 
 log = logging.getLogger(__name__)
@@ -245,7 +246,7 @@ class Proxy:
                 tracked.answered()
                 status = answer.status
                 if status >= 500:
-                    self._failed(service, instance, None, req)
+                    self._failed(service, instance, None, req, status=status)
                 else:
                     self.stats.record_success(instance.id)
                 if (
@@ -346,6 +347,7 @@ class Proxy:
         error: UpstreamError | None,
         req: Request,
         eject_now: bool = False,
+        status: int = 0,
     ) -> None:
         if error is not None:
             # The details stay in the log, with the request ID; the client gets our words.
@@ -354,7 +356,8 @@ class Proxy:
                 req.request_id, instance.id, instance.address, instance.port, error,
             )  # fmt: skip
         ids = [i.id for i in service.passing]
-        if self.stats.record_failure(instance.id, ids, eject_now=eject_now):
+        reason = failure_reason(error, status)
+        if self.stats.record_failure(instance.id, ids, eject_now=eject_now, reason=reason):
             metrics.EJECTIONS.labels(service.name).inc()
             self.pool.discard_host((instance.address, instance.port))
 
