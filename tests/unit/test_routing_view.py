@@ -148,7 +148,7 @@ def test_a_round_robin_preview_names_the_next_pick_and_moves_no_turn() -> None:
 def test_a_p2c_preview_keeps_the_cheaper_of_the_two_it_drew(name: str) -> None:
     stats = StatsTable()
     candidates = instances(4)
-    stats.get("i0").begin()  # one request in flight on i0
+    stats.get("i0").begin(time.monotonic())  # one request in flight on i0
     picker = make_picker(name, stats)
     state = random.getstate()
     for seed in range(20):
