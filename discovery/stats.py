@@ -203,6 +203,16 @@ class StatsTable:
                 returned.append(instance_id)
         return returned
 
+    def forget_absent(self, listed_ids: set[str]) -> None:
+        """Drop the stats of idle instances Consul no longer lists, so churn cannot grow the table.
+
+        An instance that comes back under the same ID starts afresh, as one ejected for a
+        refused connection would once Consul saw it gone and back.
+        """
+        for instance_id, stats in list(self._stats.items()):
+            if instance_id not in listed_ids and not stats.outstanding:
+                del self._stats[instance_id]
+
     def is_ejected(self, instance_id: str, now: float) -> bool:
         """Whether the instance is out of rotation at *now*."""
         stats = self._stats.get(instance_id)

@@ -80,6 +80,7 @@ class Proxy:
         passing = {i.id for svc in services.values() for i in svc.passing}
         for instance_id in self.stats.observe(passing):
             log.info("%s is passing in Consul again; back in rotation", instance_id)
+        self.stats.forget_absent({i.id for svc in services.values() for i in svc.instances})
 
     def picker(self, service: str, balancer: str) -> Picker:
         """The picker of a service; kept across route rebuilds so its state survives."""

@@ -1,7 +1,7 @@
 """The routing page in a real headless Chromium: it loads, updates itself, and shows a kill.
 
-The page is opened once with the admin token in its fragment; the test then only reads what
-the page renders while the page polls the gateway on its own.
+The page is opened once (the token typed into its form, or given in its fragment); the tests
+then only read what the page renders while it polls the gateway on its own.
 """
 
 from __future__ import annotations
@@ -10,6 +10,7 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
+from selenium.webdriver.common.by import By
 
 from registry.launcher import ConsulDouble
 from tests.integration.browser import headless_chromium, page_rows
@@ -20,18 +21,40 @@ pytestmark = pytest.mark.integration
 TOKEN = "browser-test-token-9d2e"
 
 
-def test_the_page_turns_a_killed_instance_critical(
-    start_service: StartService,
-    start_gateway: Callable[..., Process],
-    consul: ConsulDouble,
-    tmp_path: Any,
-) -> None:
-    victim, survivor = start_service("catalog"), start_service("catalog")
+@pytest.fixture(scope="module")
+def catalogs(start_service: StartService, consul: ConsulDouble) -> list[Process]:
+    procs = [start_service("catalog"), start_service("catalog")]
     wait_for(lambda: len(passing_ids(consul.addr, "catalog")) == 2, 15, "two passing catalogs")
-    token_file = tmp_path / "admin-token"
-    token_file.write_text(TOKEN)
-    gateway = start_gateway(GATEWAY_ADMIN_TOKEN_FILE=str(token_file))
+    return procs
 
+
+@pytest.fixture(scope="module")
+def gateway(
+    start_gateway: Callable[..., Process],
+    catalogs: list[Process],
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Process:
+    token_file = tmp_path_factory.mktemp("secrets") / "admin-token"
+    token_file.write_text(TOKEN)
+    return start_gateway(GATEWAY_ADMIN_TOKEN_FILE=str(token_file))
+
+
+def test_the_page_asks_for_the_token_and_then_shows_the_instances(gateway: Process) -> None:
+    with headless_chromium() as driver:
+        driver.get(f"{gateway.admin_url}/_gateway/")
+        form = wait_for(lambda: (f := driver.find_element(By.ID, "login")).is_displayed() and f,
+                        20, "the page to ask for the token")  # fmt: skip
+        form.find_element(By.ID, "token").send_keys(TOKEN)
+        form.find_element(By.TAG_NAME, "button").click()
+        rows = wait_for(lambda: page_rows(driver, "catalog"), 20, "the page to list catalog")
+        assert sorted(r["status"] for r in rows) == ["passing", "passing"]
+        assert not driver.find_element(By.ID, "login").is_displayed()
+
+
+def test_the_page_turns_a_killed_instance_critical(
+    gateway: Process, catalogs: list[Process]
+) -> None:
+    victim, survivor = catalogs
     with headless_chromium() as driver:
         driver.get(f"{gateway.admin_url}/_gateway/#token={TOKEN}")
 

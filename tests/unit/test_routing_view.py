@@ -296,3 +296,14 @@ def test_the_page_state_shares_traffic_per_service_and_names_the_worker() -> Non
         ("svc-1", 0.75),
         ("svc-2", 0.25),
     ]
+
+
+def test_the_stats_of_instances_consul_no_longer_lists_are_dropped_unless_busy() -> None:
+    table = StatsTable()
+    for instance_id in ("kept", "gone", "busy"):
+        with table.get(instance_id).track(table.decay):
+            pass
+    table.get("busy").begin(time.monotonic())
+    table.forget_absent({"kept"})
+    assert table.find("kept") is not None and table.find("busy") is not None
+    assert table.find("gone") is None
