@@ -123,12 +123,13 @@ def instance_views(proxy: Proxy, name: str, now: float) -> list[InstanceView]:
 
 def stats_json(stats: InstanceStats | None, now: float) -> dict[str, Any]:
     """An instance's load, traffic, failures and ejection, with times as ages in seconds."""
+    measured = stats is not None
     if stats is None:
         stats = InstanceStats()  # never talked to: all zeros
     series = stats.attempts.series(now)
     body: dict[str, Any] = {
         "in_flight": stats.outstanding,
-        "latency_ewma_ms": round(stats.ewma * 1000, 3),
+        "latency_ewma_ms": round(stats.ewma * 1000, 3) if measured else None,
         "requests_last_minute": sum(series),
         "requests_per_second": series,
         "failures_last_minute": stats.failures.total(now),

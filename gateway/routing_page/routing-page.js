@@ -164,7 +164,7 @@
       ),
       el("td", { class: "num" }, row.in_flight),
       trafficCell(row),
-      el("td", { class: "num" }, `${row.latency_ewma_ms} ms`),
+      el("td", { class: "num" }, row.latency_ewma_ms === null ? "–" : `${row.latency_ewma_ms} ms`),
       failuresCell(row),
       ejectionCell(row),
     );

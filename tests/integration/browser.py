@@ -67,12 +67,19 @@ def _session(
         f"--user-data-dir={scratch}/profile",
     ):
         options.add_argument(flag)
+    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})  # console, for get_log
     service = Service(executable_path=driver_path, env={**os.environ, "TMPDIR": scratch})
     driver = webdriver.Chrome(options=options, service=service)
     try:
         yield driver
     finally:
         driver.quit()
+
+
+def console_errors(driver: webdriver.Chrome) -> list[str]:
+    """The page's console errors so far (a script error, a blocked load, a failed fetch)."""
+    entries: list[dict[str, Any]] = driver.get_log("browser")
+    return [e["message"] for e in entries if e["level"] == "SEVERE"]
 
 
 def page_rows(driver: webdriver.Chrome, service: str) -> list[dict[str, Any]]:

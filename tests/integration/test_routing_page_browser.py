@@ -13,7 +13,7 @@ import pytest
 from selenium.webdriver.common.by import By
 
 from registry.launcher import ConsulDouble
-from tests.integration.browser import headless_chromium, page_rows
+from tests.integration.browser import console_errors, headless_chromium, page_rows
 from tests.integration.conftest import StartService
 from tests.integration.harness import Process, passing_ids, wait_for
 
@@ -74,3 +74,4 @@ def test_the_page_turns_a_killed_instance_critical(
         assert any(cell.startswith("no: critical in Consul") for cell in dead["cells"])
         alive = row(survivor)
         assert alive is not None and alive["status"] == "passing" and alive["routed"] == "true"
+        assert console_errors(driver) == []
