@@ -83,6 +83,8 @@ def explain(proxy: Proxy, path: str, rng: random.Random | None = None) -> dict[s
         "balancer": route.balancer,
         "upstream_path": upstream_path,
         "why": "the longest route prefix that is a whole-segment prefix of the path",
+        # Per client and route (rate, burst) and per service and worker (in flight); 0: none.
+        "limits": proxy.limits.get(route.service, proxy.defaults)._asdict(),
     }
     if route.service not in proxy.settings.expose_admin and is_admin_path(
         upstream_path.encode("latin-1")

@@ -211,6 +211,7 @@ def test_explain_shows_a_refused_instance_ejected_and_picks_another() -> None:
     exchanges(front, GET, GET)
     body = explained(proxy, "/svc/items")
     assert body["route"]["service"] == "svc" and body["route"]["upstream_path"] == "/items"
+    assert body["route"]["limits"] == {"rate": 0.0, "burst": 0.0, "max_inflight": 0}
     rows = {c["instance"]: c for c in body["candidates"]}
     assert rows["svc-1"]["excluded"] == ["ejected"]
     assert rows["svc-1"]["ejection"]["reason"] == "connect_refused"
