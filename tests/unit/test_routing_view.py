@@ -308,3 +308,25 @@ def test_the_stats_of_instances_consul_no_longer_lists_are_dropped_unless_busy()
     table.forget_absent({"kept"})
     assert table.find("kept") is not None and table.find("busy") is not None
     assert table.find("gone") is None
+
+
+@pytest.mark.parametrize(("threshold", "routed"), [(0.5, False), (0.8, True)])
+def test_an_ejected_instance_is_shown_routed_when_the_panic_threshold_keeps_it(
+    threshold: float, routed: bool
+) -> None:
+    proxy, _ = build(
+        Upstreams({}), [service("svc", 1, 2)], admin_detail=True, panic_threshold=threshold
+    )
+    assert proxy.stats.record_failure("svc-1", ["svc-1", "svc-2"], eject_now=True)
+    rows = {c["instance"]: c for c in explained(proxy, "/svc/")["candidates"]}
+    assert rows["svc-1"]["routed"] is routed
+    assert rows["svc-1"]["ejection_ignored_by_panic_threshold"] is routed
+    assert rows["svc-1"]["ejection"]["active"] is True
+
+
+def test_a_warning_in_consul_keeps_an_instance_out() -> None:
+    warned = Instance("svc-w", "svc", "127.0.0.1", 9, "warning")
+    proxy, _ = build(Upstreams({}), [Service.of("svc", [warned])], admin_detail=True)
+    body = explained(proxy, "/svc/")
+    assert body["candidates"][0]["excluded"] == ["consul_warning"]
+    assert body["answer"] == {"status": 503, "error": "no_passing_instance"} and "pick" not in body
