@@ -14,6 +14,8 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
+from discovery.window import MinuteCounter
+
 # Latency assumed for an instance that has answered nothing yet.
 DEFAULT_RTT = 0.005
 
@@ -31,12 +33,21 @@ class InstanceStats:
     # Ejected because a connection was refused: out until Consul has seen it down and up.
     awaiting_consul: bool = False
     seen_down: bool = False
+    # For the routing page: attempts and failures over the last minute, and the reasons.
+    attempts: MinuteCounter = field(default_factory=MinuteCounter, repr=False)
+    failures: MinuteCounter = field(default_factory=MinuteCounter, repr=False)
+    last_failure: str = ""
+    last_failure_at: float = 0.0
+    ejection_reason: str = ""
+    ejection_failures: int = 0  # the failure streak that ejected it
+    ejected_at: float = 0.0
     lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
-    def begin(self) -> None:
-        """A request to this instance starts."""
+    def begin(self, now: float | None = None) -> None:
+        """A request to this instance starts (at *now*, a ``time.monotonic()`` reading)."""
         with self.lock:
             self.outstanding += 1
+            self.attempts.add(time.monotonic() if now is None else now)
 
     def end(self, rtt: float, decay: float) -> None:
         """A request ends after *rtt* seconds; fold it into the peak EWMA.
@@ -79,8 +90,8 @@ class Attempt:
         self.rtt: float | None = None
 
     def __enter__(self) -> Attempt:
-        self.stats.begin()
         self.started = time.monotonic()
+        self.stats.begin(self.started)
         return self
 
     def answered(self) -> float:
@@ -120,6 +131,10 @@ class StatsTable:
             stats = self._stats.setdefault(instance_id, InstanceStats())
         return stats
 
+    def find(self, instance_id: str) -> InstanceStats | None:
+        """The stats of *instance_id* if it has any, creating none (for read-only views)."""
+        return self._stats.get(instance_id)
+
     def record_success(self, instance_id: str) -> None:
         """The instance answered: its failure streak ends."""
         stats = self.get(instance_id)
@@ -128,11 +143,17 @@ class StatsTable:
                 stats.consecutive_failures = 0
 
     def record_failure(
-        self, instance_id: str, peer_ids: Sequence[str], eject_now: bool = False
+        self,
+        instance_id: str,
+        peer_ids: Sequence[str],
+        eject_now: bool = False,
+        reason: str = "failed",
     ) -> bool:
         """Count a failure; return True if this failure ejected the instance.
 
-        *peer_ids* are the service's instances, which bound how many may be ejected at once.
+        *reason* names the kind of failure (``connect_failed``, ``timeout``, ``status_503``...)
+        for the routing page. *peer_ids* are the service's instances, which bound how many may
+        be ejected at once.
         *eject_now* ejects at once (a refused connection means the process is gone); such an
         instance stays out until Consul reports it passing again after a failure or
         re-registration (see :meth:`observe`), or at most ``max_seconds``.
@@ -141,6 +162,8 @@ class StatsTable:
         now = time.monotonic()
         with stats.lock:
             stats.consecutive_failures += 1
+            stats.failures.add(now)
+            stats.last_failure, stats.last_failure_at = reason, now
             if stats.ejected_until > now:
                 return False  # already out of rotation
             if not eject_now and stats.consecutive_failures < self.policy.consecutive_failures:
@@ -158,6 +181,8 @@ class StatsTable:
                 )
             stats.ejections += 1
             stats.ejected_until = now + seconds
+            stats.ejected_at, stats.ejection_reason = now, reason
+            stats.ejection_failures = stats.consecutive_failures
             self.ejections_end = max(self.ejections_end, stats.ejected_until)
         return True
 
@@ -177,6 +202,16 @@ class StatsTable:
                 self.forget_ejection(instance_id)
                 returned.append(instance_id)
         return returned
+
+    def forget_absent(self, listed_ids: set[str]) -> None:
+        """Drop the stats of idle instances Consul no longer lists, so churn cannot grow the table.
+
+        An instance that comes back under the same ID starts afresh, as one ejected for a
+        refused connection would once Consul saw it gone and back.
+        """
+        for instance_id, stats in list(self._stats.items()):
+            if instance_id not in listed_ids and not stats.outstanding:
+                del self._stats[instance_id]
 
     def is_ejected(self, instance_id: str, now: float) -> bool:
         """Whether the instance is out of rotation at *now*."""

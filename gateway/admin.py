@@ -1,15 +1,23 @@
-"""The gateway's admin API under ``/_gateway/``, served by Flask off the hot path."""
+"""The gateway's admin API under ``/_gateway/``, served by Flask off the hot path.
+
+``/_gateway/`` is the live routing page (static files of ``gateway/routing_page/``), open
+without the token since it holds no data; it reads ``/_gateway/state``, which needs it.
+"""
 
 from __future__ import annotations
 
+import os
 import time
+from importlib import resources
 
-from flask import Blueprint, Flask, current_app, jsonify
+from flask import Blueprint, Flask, current_app, jsonify, request
 from flask.typing import ResponseReturnValue
 from werkzeug.exceptions import HTTPException
 
 from gateway import metrics
+from gateway.explain import BadParameter, checked_path, explain
 from gateway.proxy import Proxy
+from gateway.routing_view import page_state
 
 bp = Blueprint("admin", __name__, url_prefix="/_gateway")
 
@@ -95,6 +103,47 @@ def health() -> ResponseReturnValue:
     return jsonify(body), code
 
 
+# The page's files: read once, served as they are. The page fetches nothing from elsewhere,
+# and its Content-Security-Policy forbids it to.
+PAGE_FILES = {
+    "": ("index.html", "text/html; charset=utf-8"),
+    "routing-page.js": ("routing-page.js", "text/javascript; charset=utf-8"),
+    "routing-page.css": ("routing-page.css", "text/css; charset=utf-8"),
+}
+PAGE_HEADERS = {
+    "Content-Security-Policy": "default-src 'none'; script-src 'self'; style-src 'self'; "
+    "connect-src 'self'; img-src 'self' data:; base-uri 'none'; form-action 'none'; "
+    "frame-ancestors 'none'",
+    "Referrer-Policy": "no-referrer",
+    "X-Content-Type-Options": "nosniff",
+    "Cache-Control": "no-cache",
+}
+
+
+@bp.get("/", defaults={"name": ""})
+@bp.get("/<any('routing-page.js', 'routing-page.css'):name>")
+def page(name: str) -> ResponseReturnValue:
+    """The routing page and its script and style sheet."""
+    body, content_type = current_app.extensions["routing_page"][name]
+    return body, 200, {**PAGE_HEADERS, "Content-Type": content_type}
+
+
+@bp.get("/state")
+def state() -> ResponseReturnValue:
+    """The routing page's data, as the worker that answers sees it (it names itself)."""
+    return jsonify(page_state(_proxy(), os.getpid())), 200, {"Cache-Control": "no-store"}
+
+
+@bp.get("/explain")
+def explain_path() -> ResponseReturnValue:
+    """What a request for ``?path=`` would meet: route, candidates, exclusions, the pick."""
+    try:
+        path = checked_path(request.args.getlist("path"))
+    except BadParameter as exc:
+        return _error(400, "bad_parameter", str(exc), parameter=exc.name)
+    return jsonify(explain(_proxy(), path))
+
+
 @bp.get("/metrics")
 def prometheus_metrics() -> ResponseReturnValue:
     """Prometheus exposition of every worker's metrics."""
@@ -103,17 +152,30 @@ def prometheus_metrics() -> ResponseReturnValue:
     return body, 200, {"Content-Type": content_type}
 
 
+def _error(status: int, code: str, detail: str, **extra: object) -> ResponseReturnValue:
+    """The gateway's JSON error shape, with the request ID the front end gave this request."""
+    request_id = request.environ.get("gateway.request_id", "-")
+    body = {"error": code, "detail": detail, "status": status, "request_id": request_id}
+    return jsonify({**body, **extra}), status
+
+
 def _json_error(exc: HTTPException) -> ResponseReturnValue:
-    status = exc.code or 500
-    return jsonify(
-        error=exc.name.lower().replace(" ", "_"), detail=exc.description, status=status
-    ), status
+    return _error(exc.code or 500, exc.name.lower().replace(" ", "_"), exc.description or "")
+
+
+def _page_files() -> dict[str, tuple[bytes, str]]:
+    folder = resources.files("gateway") / "routing_page"
+    return {
+        name: ((folder / file).read_bytes(), content_type)
+        for name, (file, content_type) in PAGE_FILES.items()
+    }
 
 
 def create_admin_app(proxy: Proxy) -> Flask:
     """The Flask app that serves ``/_gateway/*``."""
     app = Flask("gateway")
     app.extensions["proxy"] = proxy
+    app.extensions["routing_page"] = _page_files()
     app.register_blueprint(bp)
     app.register_error_handler(HTTPException, _json_error)
     return app

@@ -24,6 +24,10 @@ from gateway.wsgi_bridge import call_wsgi
 
 ADMIN_PREFIX = b"/_gateway/"
 HEALTH = b"/_gateway/health"  # open without the token: health checks carry no secrets
+# Open too: the routing page's static files hold no data; the page sends the token itself.
+OPEN = frozenset(
+    {HEALTH, b"/_gateway/", b"/_gateway/routing-page.js", b"/_gateway/routing-page.css"}
+)
 log = logging.getLogger(__name__)
 
 
@@ -51,7 +55,7 @@ class Gateway:
         path = req.target.partition(b"?")[0]
         if not path.startswith(ADMIN_PREFIX):
             raise ClientError(404, "not_found", "the admin listener serves /_gateway/ only")
-        if self._bearer is not None and path != HEALTH and not self._authorized(req):
+        if self._bearer is not None and path not in OPEN and not self._authorized(req):
             raise ClientError(401, "unauthorized", "the admin API needs its bearer token")
         metrics.TALLY.flush()  # this worker's counts, up to this moment, for a scrape
         await call_wsgi(self.admin_app, req, self.server_address)

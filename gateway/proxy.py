@@ -37,6 +37,7 @@ from gateway.upstream import (
     UpstreamConnection,
     UpstreamError,
     UpstreamTimeout,
+    failure_reason,
 )
 
 log = logging.getLogger(__name__)
@@ -79,6 +80,7 @@ class Proxy:
         passing = {i.id for svc in services.values() for i in svc.passing}
         for instance_id in self.stats.observe(passing):
             log.info("%s is passing in Consul again; back in rotation", instance_id)
+        self.stats.forget_absent({i.id for svc in services.values() for i in svc.instances})
 
     def picker(self, service: str, balancer: str) -> Picker:
         """The picker of a service; kept across route rebuilds so its state survives."""
@@ -245,7 +247,7 @@ class Proxy:
                 tracked.answered()
                 status = answer.status
                 if status >= 500:
-                    self._failed(service, instance, None, req)
+                    self._failed(service, instance, None, req, status=status)
                 else:
                     self.stats.record_success(instance.id)
                 if (
@@ -346,6 +348,7 @@ class Proxy:
         error: UpstreamError | None,
         req: Request,
         eject_now: bool = False,
+        status: int = 0,
     ) -> None:
         if error is not None:
             # The details stay in the log, with the request ID; the client gets our words.
@@ -354,7 +357,8 @@ class Proxy:
                 req.request_id, instance.id, instance.address, instance.port, error,
             )  # fmt: skip
         ids = [i.id for i in service.passing]
-        if self.stats.record_failure(instance.id, ids, eject_now=eject_now):
+        reason = failure_reason(error, status)
+        if self.stats.record_failure(instance.id, ids, eject_now=eject_now, reason=reason):
             metrics.EJECTIONS.labels(service.name).inc()
             self.pool.discard_host((instance.address, instance.port))
 

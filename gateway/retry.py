@@ -43,6 +43,7 @@ class RetryBudget:
         self._requests = self._retries = 0
         self._prev_requests = self._prev_retries = 0
         self.denied = 0
+        self.granted = 0
 
     def _roll(self, now: float) -> float:
         elapsed = now - self._start
@@ -71,4 +72,20 @@ class RetryBudget:
                 self.denied += 1
                 return False
             self._retries += 1
+            self.granted += 1
             return True
+
+    def usage(self) -> dict[str, float]:
+        """What the budget holds now, for the routing page; takes nothing from it."""
+        with self._lock:
+            overlap = self._roll(self.clock())
+            requests = self._requests + self._prev_requests * overlap
+            retries = self._retries + self._prev_retries * overlap
+            return {
+                "window_seconds": self.window,
+                "requests": round(requests, 1),
+                "retries": round(retries, 1),
+                "allowed": round(self.ratio * requests + self.floor, 1),
+                "granted_total": self.granted,
+                "denied_total": self.denied,
+            }

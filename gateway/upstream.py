@@ -51,6 +51,20 @@ class UpstreamBadResponse(UpstreamError):
     """The answer's framing or syntax is invalid."""
 
 
+def failure_reason(error: UpstreamError | None, status: int = 0) -> str:
+    """A short code for why an attempt failed, as the routing page shows an ejection's cause."""
+    if error is None:
+        return f"status_{status}"
+    if isinstance(error, ConnectFailed):
+        cause = error.__cause__
+        if isinstance(cause, ConnectionRefusedError):
+            return "connect_refused"
+        return "connect_timeout" if isinstance(cause, TimeoutError) else "connect_failed"
+    if isinstance(error, UpstreamTimeout):
+        return "timeout"
+    return "bad_response" if isinstance(error, UpstreamBadResponse) else "connection_broken"
+
+
 class Answer:
     """One upstream answer: status and headers first, then the body as it arrives."""
 

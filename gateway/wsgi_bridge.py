@@ -39,6 +39,7 @@ def environ_for(req: Request, server: tuple[str, int]) -> dict[str, Any]:
         "wsgi.multithread": True,
         "wsgi.multiprocess": True,
         "wsgi.run_once": False,
+        "gateway.request_id": req.request_id,  # for the admin API's JSON errors
     }
     for name, value in req.raw_headers:
         key = name.decode("latin-1").upper()

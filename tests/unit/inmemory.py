@@ -86,7 +86,9 @@ class ScriptedPool(Pool):
     async def connect(self, key: tuple[str, int]) -> UpstreamConnection:
         port = key[1]
         if port in self.upstreams.refused:
-            raise ConnectFailed("connect failed: Connection refused")
+            raise ConnectFailed("connect failed: Connection refused") from ConnectionRefusedError(
+                111, "Connection refused"
+            )
         conn = UpstreamConnection(key, self.deadlines)
         self.upstreams.connections += 1
         loop = asyncio.get_running_loop()
