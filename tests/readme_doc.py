@@ -202,7 +202,7 @@ def python_variables(source: str) -> set[str]:
                     candidates += [
                         ast.Constant(f"{a.value}_FILE")
                         for a in node.args[1:2]
-                        if isinstance(a, ast.Constant)
+                        if isinstance(a, ast.Constant) and isinstance(a.value, str)
                     ]
             elif reader == "get" and isinstance(func, ast.Attribute) and _is_env(func.value):
                 candidates += node.args[:1]
