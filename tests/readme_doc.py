@@ -227,5 +227,10 @@ def _is_env(node: ast.expr) -> bool:
 
 
 def shell_variables(source: str) -> set[str]:
-    """Variables a shell script or compose file takes from its environment (``${NAME:-x}``)."""
-    return {n for n in re.findall(r"\$\{([A-Z][A-Z0-9_]*)(?::?[-=?+][^}]*)?\}", source)}
+    """Variables a shell script or compose file takes from its environment.
+
+    ``${NAME:-default}``, and run-local.sh's checked ports, ``$(port NAME default)``.
+    """
+    names = set(re.findall(r"\$\{([A-Z][A-Z0-9_]*)(?::?[-=?+][^}]*)?\}", source))
+    names |= set(re.findall(r"\$\(port ([A-Z][A-Z0-9_]*) ", source))
+    return {name for name in names if VARIABLE.match(name)}

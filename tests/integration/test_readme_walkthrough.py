@@ -22,6 +22,7 @@ import pytest
 from registry.launcher import free_port
 from tests import readme_doc as doc
 from tests.integration.harness import wait_for
+from tests.integration.test_run_local import free_run, instance_count, path_without_consul
 
 pytestmark = pytest.mark.integration
 
@@ -30,7 +31,7 @@ SECTIONS = ("Quick start", "A walk through with curl")
 README_PORTS = {
     8080: "GATEWAY_PORT",
     9090: "GATEWAY_ADMIN_PORT",
-    8101: "RUN_CATALOG_PORTS",
+    8101: "RUN_SERVICE_PORT_BASE",
 }
 # What curl 7.88 sends by itself; the echo example shows the headers the gateway forwards.
 CURL_HEADERS = {"User-Agent": "curl/7.88.1", "Accept": "*/*"}
@@ -40,7 +41,7 @@ class Stack:
     """`make run`'s script on free ports; its ports by the README's port numbers."""
 
     def __init__(self, log: Path) -> None:
-        self.ports = {readme: free_port() for readme in README_PORTS}
+        self.ports = {8080: free_port(), 9090: free_port(), 8101: free_run(instance_count())}
         self.registry_port = free_port()
         self.log = log
         self.popen: subprocess.Popen[bytes] | None = None
@@ -48,13 +49,9 @@ class Stack:
     def env(self) -> dict[str, str]:
         env = {k: v for k, v in os.environ.items() if not k.startswith(("CONSUL_", "GATEWAY_"))}
         # No `consul` on PATH: only the virtualenv's and the system's own folders.
-        env["PATH"] = "/usr/local/bin:/usr/bin:/bin"
-        env["REGISTRY_PORT"] = str(self.registry_port)
-        env["RUN_CATALOG_PORTS"] = f"{self.ports[8101]} {free_port()}"
-        env["RUN_QUOTE_PORTS"] = str(free_port())
-        env["RUN_ECHO_PORTS"] = str(free_port())
-        env["GATEWAY_PORT"] = str(self.ports[8080])
-        env["GATEWAY_ADMIN_PORT"] = str(self.ports[9090])
+        env["PATH"] = path_without_consul()
+        env["RUN_REGISTRY_PORT"] = str(self.registry_port)
+        env.update({variable: str(self.ports[shown]) for shown, variable in README_PORTS.items()})
         return env
 
     def start(self) -> None:

@@ -31,6 +31,7 @@ def code_variables() -> dict[str, set[str]]:
 def test_every_variable_the_code_reads_has_a_readme_row_and_the_other_way_round() -> None:
     code = code_variables()
     tables = doc.table_variables(doc.sections(README)["Environment variables"])
+    tables |= doc.table_variables(doc.sections(README)["Quick start"])
     undocumented = {name: sorted(files) for name, files in code.items() if name not in tables}
     assert not undocumented, f"read by the code but missing from the README tables: {undocumented}"
     assert not tables - code.keys(), f"README rows no code reads: {sorted(tables - code.keys())}"
@@ -81,10 +82,10 @@ def test_python_variables_finds_env_reads_of_every_shape() -> None:
 
 
 def test_shell_and_docs_extractors() -> None:
-    assert doc.shell_variables('P=${GATEWAY_PORT:-8080} "${RUN_PORT_BASE}" ${pids[@]} $HOME') == {
-        "GATEWAY_PORT",
-        "RUN_PORT_BASE",
-    }
+    script = (
+        'P=${GATEWAY_PORT:-8080} "${RUN_BASE}" ${pids[@]} $HOME ${TMPDIR:-/tmp} $(port RUN_X 1)'
+    )
+    assert doc.shell_variables(script) == {"GATEWAY_PORT", "RUN_BASE", "RUN_X"}
     assert doc.env_example_variables("# A comment\n# SERVICE_PORT=8000\nLOG_LEVEL=info\n") == {
         "SERVICE_PORT",
         "LOG_LEVEL",
