@@ -11,10 +11,13 @@ token and its Consul token (read-only: may read services and nodes).
 from __future__ import annotations
 
 import os
+import shlex
+import subprocess
 from typing import Any
 
 import docker
 import requests
+from docker.errors import NotFound
 from docker.models.containers import Container
 from docker.models.services import Service
 
@@ -29,6 +32,11 @@ ADMIN_TOKEN_FILE = "/run/secrets/admin_token"  # GATEWAY_ADMIN_TOKEN_FILE
 def stack_name() -> str:
     """``SWARM_STACK``, else ``mesh`` (the name the README and .ci/swarm deploy under)."""
     return os.environ.get("SWARM_STACK", "").strip() or "mesh"
+
+
+def docker_cli() -> list[str]:
+    """``SWARM_DOCKER`` (.ci/swarm sets the engine's own CLI), else ``docker`` from PATH."""
+    return shlex.split(os.environ.get("SWARM_DOCKER", "").strip() or "docker")
 
 
 def session() -> requests.Session:
@@ -56,19 +64,37 @@ class SwarmStack:
             http.close()
         self.docker.close()
 
+    def cli(self, *args: str, timeout: float = 60) -> str:
+        """Run a docker CLI command (as an operator would); fail with its output."""
+        command = [*docker_cli(), *args]
+        result = subprocess.run(
+            command, capture_output=True, text=True, check=False, timeout=timeout
+        )
+        assert result.returncode == 0, (
+            f"{shlex.join(command)} exited {result.returncode}:\n{result.stdout}\n{result.stderr}"
+        )
+        return result.stdout
+
     def service(self, component: str) -> Service:
         """The Swarm service of *component* (``<stack>_<component>``), freshly read."""
         return self.docker.services.get(f"{self.name}_{component}")
 
     def containers(self, component: str) -> list[Container]:
-        """The running containers of *component*'s tasks, in a stable order."""
+        """The running containers of *component*'s current tasks, in a stable order.
+
+        Healthy or not yet: Swarm reports a task as "starting" until its healthcheck passes.
+        """
         found = []
         for task in self.service(component).tasks(filters={"desired-state": "running"}):
-            if task["Status"]["State"] != "running":
-                continue
             cid = task["Status"].get("ContainerStatus", {}).get("ContainerID")
-            if cid:
-                found.append(self.docker.containers.get(cid))
+            if not cid:
+                continue
+            try:
+                container = self.docker.containers.get(cid)
+            except NotFound:  # removed between the two calls
+                continue
+            if container.status == "running":
+                found.append(container)
         return sorted(found, key=lambda c: c.id)
 
     def secret(self, component: str, path: str) -> str:

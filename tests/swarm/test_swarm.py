@@ -28,7 +28,8 @@ ROLLOUT_TIMEOUT = 420.0  # three tasks, each: start on vfs, healthcheck, monitor
 
 def scale(swarm: SwarmStack, component: str, count: int) -> list[Container]:
     """Run *count* tasks of *component*; wait until the agent and the gateway see all pass."""
-    swarm.service(component).scale(count)
+    # The CLI changes the replica count only (the SDK's scale() sends the whole spec back).
+    swarm.cli("service", "scale", "--detach", f"{swarm.name}_{component}={count}")
 
     def running() -> list[Container] | None:
         found = swarm.containers(component)
@@ -108,7 +109,9 @@ def test_the_agent_refuses_registrations_without_the_services_own_token(
 def test_scaling_to_three_puts_three_instances_behind_the_gateway(
     swarm: SwarmStack, report: Report
 ) -> None:
+    before = {c.id for c in swarm.containers("catalog")}
     replicas = scale(swarm, "catalog", 3)
+    assert before <= {c.id for c in replicas}, "scaling replaced running tasks"
     wanted = {instance_id("catalog", c) for c in replicas}
     served: Counter[str] = Counter()
 
@@ -146,7 +149,7 @@ def test_a_rolling_update_under_load_fails_no_request(swarm: SwarmStack, report:
     )
     with load:
         load.wait_for_requests(100, timeout=60)
-        swarm.service("catalog").force_update()
+        swarm.cli("service", "update", "--force", "--detach", f"{swarm.name}_catalog")
         replicas = wait_for(replaced, ROLLOUT_TIMEOUT, "catalog's 3 tasks replaced, start-first")
         wanted = {instance_id("catalog", c) for c in replicas}
         wait_for(lambda: swarm.gateway_passing("catalog") == wanted, 60, f"routes to {wanted}")
