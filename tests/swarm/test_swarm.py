@@ -162,3 +162,40 @@ def test_a_rolling_update_under_load_fails_no_request(swarm: SwarmStack, report:
     )
     assert len(result.failures) <= MAX_FAILED, result.describe_failures()
     assert set(result.by_instance()) >= wanted
+
+
+@pytest.mark.timeout(ROLLOUT_TIMEOUT + 120)
+def test_a_rollout_whose_new_task_fails_rolls_back_and_fails_no_request(
+    swarm: SwarmStack, report: Report
+) -> None:
+    before = {c.id for c in scale(swarm, "catalog", 3)}
+
+    def rolled_back() -> str | None:
+        status = swarm.service("catalog").attrs.get("UpdateStatus", {})
+        assert status.get("State") != "completed", f"the broken rollout completed: {status}"
+        return status.get("Message") if status.get("State") == "rollback_completed" else None
+
+    load = Load(
+        f"{GATEWAY}/catalog/items",
+        threads=4,
+        rate=25.0,
+        timeout=35.0,
+        max_requests=60_000,
+        max_seconds=ROLLOUT_TIMEOUT + 60,
+    )
+    with load:
+        load.wait_for_requests(100, timeout=60)
+        # A new task that exits at startup (its settings name WEB_THREADS): never healthy.
+        service = f"{swarm.name}_catalog"
+        swarm.cli("service", "update", "--detach", "--env-add", "WEB_THREADS=0", service)
+        message = wait_for(rolled_back, ROLLOUT_TIMEOUT, "Swarm to roll catalog back")
+        load.wait_for_requests(load.result.sent + 100, timeout=60)
+    result = load.result
+    report(
+        f"failing rollout of catalog rolled back ({message}): {result.sent} requests, "
+        f"{len(result.failures)} failed, p99 {result.percentile(0.99) * 1000:.0f} ms"
+    )
+    env = swarm.service("catalog").attrs["Spec"]["TaskTemplate"]["ContainerSpec"].get("Env", [])
+    assert "WEB_THREADS=0" not in env
+    assert {c.id for c in swarm.containers("catalog")} == before
+    assert len(result.failures) <= MAX_FAILED, result.describe_failures()
