@@ -11,7 +11,7 @@ SERVICE ?= catalog
 N ?= 3
 PYTEST_ARGS ?=
 
-.PHONY: help install test unit contract integration e2e lint format typecheck check run new-service up down logs ps scale bench chaos clean
+.PHONY: help install test unit contract integration e2e swarm lint format typecheck check run new-service up down logs ps scale bench chaos clean
 
 help: ## List the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-z0-9-]+:.*## / {printf "  \033[36m%-12s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -24,8 +24,8 @@ $(STAMP): requirements.txt requirements-dev.txt
 
 install: $(STAMP) ## Create the virtualenv and install the pinned dependencies
 
-test: $(STAMP) ## Run unit, contract and integration tests (everything but the Docker e2e suite)
-	$(BIN)/pytest -m "not e2e" $(PYTEST_ARGS)
+test: $(STAMP) ## Run unit, contract and integration tests (everything but the Docker e2e and swarm suites)
+	$(BIN)/pytest -m "not e2e and not swarm" $(PYTEST_ARGS)
 
 unit: $(STAMP) ## Run the unit tests only (no sockets)
 	$(BIN)/pytest tests/unit $(PYTEST_ARGS)
@@ -38,6 +38,9 @@ integration: $(STAMP) ## Run the integration tests (real gunicorn processes on l
 
 e2e: $(STAMP) ## Run the compose stack on a real Docker engine (needs root; see .ci/e2e)
 	bash .ci/e2e
+
+swarm: $(STAMP) ## Deploy deploy/swarm/stack.yml on a single-node swarm and test it (needs root; see .ci/swarm)
+	bash .ci/swarm
 
 lint: $(STAMP) ## ruff lint and format check
 	$(BIN)/ruff check .

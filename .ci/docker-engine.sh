@@ -171,6 +171,16 @@ unmount_leftovers() {
   rm -f "${EXEC_ROOT}/unmount-on-shutdown"
 }
 
+# Close every file descriptor above stderr (in the subshell that becomes dockerd).
+close_inherited_fds() {
+  local fd
+  for fd in /proc/self/fd/*; do
+    fd=${fd##*/}
+    if ((fd > 2)); then eval "exec ${fd}>&-" 2>/dev/null || true; fi
+  done
+  return 0
+}
+
 ensure_packages() {
   local p missing=()
   for p in "${PACKAGES[@]}"; do
@@ -229,15 +239,17 @@ cmd_start() {
     rm -f "$PID_FILE"
     mkdir -p "$DATA_ROOT" "$EXEC_ROOT" "$(dirname "$LOG_FILE")"
     printf '\n===== %s: starting dockerd =====\n' "$(date -u +%FT%TZ)" >>"$LOG_FILE"
-    # setsid: the engine outlives this script and the shell that ran it.
-    setsid dockerd \
+    # setsid: the engine outlives this script and the shell that ran it. No inherited file
+    # descriptor either: a lock the caller holds (`flock /tmp/docker.lock ...`) would
+    # otherwise stay held by the engine for as long as it runs.
+    (close_inherited_fds; exec setsid dockerd \
       --host "unix://${SOCKET}" \
       --data-root "$DATA_ROOT" \
       --exec-root "$EXEC_ROOT" \
       --pidfile "$PID_FILE" \
       --storage-driver vfs \
       --iptables=false \
-      --ip-forward=false \
+      --ip-forward=false) \
       </dev/null >>"$LOG_FILE" 2>&1 &
     pid=$!
     started=true

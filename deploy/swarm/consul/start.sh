@@ -1,0 +1,23 @@
+#!/bin/sh
+# Start a Consul agent (server or client) of the Swarm stack with its ACL tokens.
+#
+# Consul reads tokens from its config, not from files of their own, and a token on the command
+# line is visible in /proc to every user of the node. So this writes the tokens from the Swarm
+# secrets mounted under /run/secrets into an HCL file on the task's tmpfs, readable by Consul's
+# user only, then runs the image's own entrypoint with it. A server also gets the management
+# token as acl.tokens.initial_management: ACLs are bootstrapped with the secret made up front.
+set -eu
+umask 077
+tokens=/tmp/acl-tokens.hcl
+agent=$(cat /run/secrets/consul_agent_token)
+{
+  echo 'acl {'
+  echo '  tokens {'
+  printf '    agent = "%s"\n' "$agent"
+  if [ -r /run/secrets/consul_management_token ]; then
+    printf '    initial_management = "%s"\n' "$(cat /run/secrets/consul_management_token)"
+  fi
+  echo '  }'
+  echo '}'
+} >"$tokens"
+exec docker-entrypoint.sh agent -config-file="$tokens" "$@"
