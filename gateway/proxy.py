@@ -143,7 +143,9 @@ class Proxy:
         req.label = route.service
         raw_path = upstream_path.encode("latin-1")
         if route.service not in self.settings.expose_admin and is_admin_path(raw_path):
-            req.error(404, "not_routed", "the gateway does not route a service's /admin paths")
+            req.error(
+                404, "not_routed", "the gateway does not route a service's /admin or /metrics paths"
+            )
             return
         service = self.services.get(route.service)
         if service is None or not service.passing:

@@ -262,3 +262,10 @@ def test_bad_logging_or_otel_setting_stops_startup_naming_it(
     )
     assert done.returncode != 0
     assert variable in done.stderr.decode()
+
+
+def test_the_gateway_does_not_route_a_services_metrics(stack: Stack) -> None:
+    answer = requests.get(f"{stack.gateway.url}/catalog/metrics", timeout=5)
+    assert answer.status_code == 404
+    assert answer.json()["error"] == "not_routed"
+    assert requests.get(f"{stack.catalog.url}/metrics", timeout=5).status_code == 200
