@@ -49,7 +49,7 @@ class TraceParent(NamedTuple):
     def sampled(self) -> bool:
         """Whether the caller records this trace (the flags' lowest bit): only then is it
         exported."""
-        return int(self.flags, 16) & 1 == 1
+        return self.flags[1] in "13579bdf"  # an odd last hex digit, without int()
 
 
 def parse(value: str | None) -> TraceParent | None:
@@ -97,7 +97,11 @@ def hop(incoming: str | None) -> Hop:
     """Continue the incoming trace with a new span of this hop, or start a sampled one."""
     parent = parse(incoming)
     if parent is None:
-        return Hop(TraceParent(new_trace_id(), new_span_id(), SAMPLED), "")
+        ids = f"{getrandbits(192):048x}"  # both IDs from one call: this runs per request
+        trace_id, span_id = ids[:32], ids[32:]
+        if trace_id == _ZERO_TRACE or span_id == _ZERO_SPAN:  # once in 2**64: draw again
+            trace_id, span_id = new_trace_id(), new_span_id()
+        return Hop(TraceParent(trace_id, span_id, SAMPLED), "")
     return Hop(TraceParent(parent.trace_id, new_span_id(), parent.flags), parent.parent_id)
 
 
