@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import os
 import re
+import subprocess
+import sys
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -12,6 +16,7 @@ from discovery.errors import SettingsError
 from discovery.tracing import ExportSettings, SpanRecord, Trace, TraceParent
 
 TRACE, SPAN = "4bf92f3577b34da6a3ce929d0e0e4736", "00f067aa0ba902b7"
+ROOT = Path(__file__).resolve().parents[2]
 HEADER = re.compile(r"00-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2}")
 
 
@@ -190,3 +195,23 @@ def test_export_settings_are_read_from_the_standard_variables(
 def test_bad_export_settings_name_their_variable(environ: dict[str, str], variable: str) -> None:
     with pytest.raises(SettingsError, match=variable):
         ExportSettings.from_env("quote", environ)
+
+
+def test_without_otel_variables_nothing_of_opentelemetry_is_imported() -> None:
+    """Export is opt-in: a gateway and services built without OTEL_* never load the SDK."""
+    program = (
+        "import sys\n"
+        "from gateway.app import create_app as gateway\n"
+        "from services.catalog.app import create_app as catalog\n"
+        "from services.quote.app import create_app as quote\n"
+        "gateway(start=False); catalog(); quote()\n"
+        "loaded = sorted(m for m in sys.modules if m.startswith('opentelemetry'))\n"
+        "assert not loaded, loaded\n"
+        "from discovery import otlp\n"  # the check itself can fail: the SDK is installed
+        "assert 'opentelemetry.sdk.trace' in sys.modules\n"
+    )
+    env = {"PATH": os.environ.get("PATH", ""), "PYTHONPATH": str(ROOT), "SERVICE_NAME": "catalog"}
+    done = subprocess.run(
+        [sys.executable, "-c", program], env=env, cwd=ROOT, capture_output=True, timeout=60
+    )
+    assert done.returncode == 0, done.stderr.decode()
