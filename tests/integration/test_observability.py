@@ -237,10 +237,10 @@ def test_service_removes_its_metrics_folder_on_exit(
     ("conf", "variable", "value"),
     [
         ("gateway/gunicorn.conf.py", "LOG_FORMAT", "xml"),
-        ("services/echo/gunicorn.conf.py", "LOG_FORMAT", "xml"),
-        ("services/echo/gunicorn.conf.py", "LOG_LEVEL", "loud"),
+        ("services/gunicorn.conf.py", "LOG_FORMAT", "xml"),
+        ("services/gunicorn.conf.py", "LOG_LEVEL", "loud"),
         ("gateway/gunicorn.conf.py", "OTEL_TRACES_EXPORTER", "zipkin"),
-        ("services/echo/gunicorn.conf.py", "OTEL_EXPORTER_OTLP_PROTOCOL", "grpc"),
+        ("services/gunicorn.conf.py", "OTEL_EXPORTER_OTLP_PROTOCOL", "grpc"),
     ],
 )
 def test_bad_logging_or_otel_setting_stops_startup_naming_it(
