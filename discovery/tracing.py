@@ -32,6 +32,7 @@ from discovery.errors import SettingsError
 _TRACEPARENT = re.compile(r"([0-9a-f]{2})-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})(-.*)?")
 _ZERO_TRACE, _ZERO_SPAN = "0" * 32, "0" * 16
 SAMPLED = "01"
+_PROTOBUF = "http/protobuf"
 
 
 class TraceParent(NamedTuple):
@@ -196,16 +197,16 @@ class ExportSettings:
         exporter = env.get_choice(e, "OTEL_TRACES_EXPORTER", "none", ("none", "otlp"))
         if env.get_bool(e, "OTEL_SDK_DISABLED", False) or exporter == "none":
             return cls()
-        for name in ("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL", "OTEL_EXPORTER_OTLP_PROTOCOL"):
-            protocol = e.get(name, "").strip()
-            if protocol and protocol != "http/protobuf":
-                raise SettingsError(f"{name}: only http/protobuf is supported, got {protocol!r}")
-        name = "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"
-        endpoint = e.get(name, "").strip()
-        if not endpoint:  # the base URL, to which the signal's path is added
-            name = "OTEL_EXPORTER_OTLP_ENDPOINT"
-            base = env.get_str(e, name, "http://localhost:4318")
-            endpoint = base.rstrip("/") + "/v1/traces"
+        # Only OTLP/HTTP with protobuf is served (the SDK's gRPC exporter is not installed).
+        env.get_choice(e, "OTEL_EXPORTER_OTLP_PROTOCOL", _PROTOBUF, (_PROTOBUF,))
+        env.get_choice(e, "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL", _PROTOBUF, (_PROTOBUF,))
+        # The traces URL as given, else the base URL with the signal's path added.
+        endpoint, name = e.get("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "").strip(), "_TRACES"
+        if not endpoint:
+            base = env.get_str(e, "OTEL_EXPORTER_OTLP_ENDPOINT", "http://localhost:4318")
+            endpoint, name = base.rstrip("/") + "/v1/traces", ""
         if not endpoint.startswith(("http://", "https://")):
-            raise SettingsError(f"{name}: expected an http(s) URL, got {endpoint!r}")
+            raise SettingsError(
+                f"OTEL_EXPORTER_OTLP{name}_ENDPOINT: expected an http(s) URL, got {endpoint!r}"
+            )
         return cls(True, endpoint, env.get_str(e, "OTEL_SERVICE_NAME", service_name))
