@@ -5,6 +5,10 @@ write of head and body upstream, and one write of the answer; everything is byte
 delivered them. Retries, ejection and the retry budget are as before the event loop:
 a connection that never formed may go to another instance for any method; a broken connection
 or a 502/503/504 only for idempotent methods (or with ``Idempotency-Key``) and a held body.
+
+Each request also continues (or starts) a W3C trace, a regular expression and one random draw
+(:mod:`discovery.tracing`); the access log line and the OpenTelemetry span cost nothing unless
+``ACCESS_LOG`` or ``OTEL_TRACES_EXPORTER`` turns them on.
 """
 
 from __future__ import annotations
