@@ -6,6 +6,7 @@ choices by default, and a failed connection is retried on another instance.
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from collections.abc import Iterable, Mapping
@@ -14,6 +15,7 @@ from typing import Any
 import requests
 from urllib3.exceptions import NewConnectionError
 
+from discovery import logs, tracing
 from discovery.balancer import DEFAULT_STRATEGY, Picker, make_picker
 from discovery.errors import NoInstanceError
 from discovery.model import Service
@@ -21,6 +23,7 @@ from discovery.settings import ConsulSettings
 from discovery.stats import StatsTable
 from discovery.watcher import CatalogWatcher
 
+log = logging.getLogger(__name__)
 # Methods whose repetition has the same effect as one call (RFC 9110 section 9.2.2).
 IDEMPOTENT_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE"})
 
@@ -82,9 +85,24 @@ class ServiceClient:
                 self.watcher.wait_ready(remaining)
 
     def request(self, service: str, method: str, path: str, **kwargs: Any) -> requests.Response:
-        """Send one request to a passing instance of *service*; raise NoInstanceError if none."""
+        """Send one request to a passing instance of *service*; raise NoInstanceError if none.
+
+        It carries the current request's ID and a child ``traceparent`` of its trace (see
+        :mod:`discovery.tracing`), under any headers the caller gives.
+        """
         self._ensure_started()
         kwargs.setdefault("timeout", self.timeout)
+        attributes = {"http.request.method": method, "peer.service": service, "url.path": path}
+        with tracing.client_span(f"{method} {service}", attributes) as trace_headers:
+            request_id = logs.CONTEXT.get()[0]
+            if request_id != "-":
+                trace_headers["X-Request-ID"] = request_id
+            kwargs["headers"] = {**trace_headers, **(kwargs.get("headers") or {})}
+            return self._attempts(service, method, path, kwargs)
+
+    def _attempts(
+        self, service: str, method: str, path: str, kwargs: dict[str, Any]
+    ) -> requests.Response:
         tried: set[str] = set()
         last_error: Exception = NoInstanceError(service)
         for _ in range(self.max_attempts):
@@ -109,6 +127,7 @@ class ServiceClient:
                     instance.id, [i.id for i in entry.passing] if entry else [], eject_now=True
                 )
                 last_error = exc
+                log.warning("%s %s on %s failed: %s", method, path, instance.id, exc)
                 if method.upper() in IDEMPOTENT_METHODS or _never_sent(exc):
                     continue
                 raise

@@ -12,15 +12,17 @@ import sys
 import tempfile
 from typing import Any
 
+from discovery import logs
 from discovery.errors import SettingsError
-from discovery.lifecycle import configure_logging
 from gateway.settings import GatewaySettings
 
-configure_logging()
 try:
     settings = GatewaySettings.from_env()  # fail here, naming the variable, before any worker
 except SettingsError as exc:
     sys.exit(f"configuration error: {exc}")
+# LOG_FORMAT and LOG_LEVEL: JSON lines (or text) for the master, the workers and gunicorn.
+logs.configure(settings.log)
+logconfig_dict = logs.dict_config(settings.log)
 
 # Workers write their Prometheus metrics (prometheus_client's multiprocess mode) into a folder
 # this master creates, inside PROMETHEUS_MULTIPROC_DIR if that is set, and removes on exit. It

@@ -69,6 +69,10 @@ class RequestHeaders:
     idempotency_key: bool = False
     forwarded_for: bytes = b""
     forwarded_proto: bytes = b""
+    # W3C Trace Context: two traceparent fields make it invalid; tracestate fields are a list.
+    traceparent: bytes = b""
+    traceparent_count: int = 0
+    tracestate: bytes = b""
 
 
 def connection_tokens(value: bytes) -> frozenset[bytes]:
@@ -111,13 +115,25 @@ def classify(raw: list[tuple[bytes, bytes]]) -> RequestHeaders:
         elif lower == b"idempotency-key":
             h.idempotency_key = True
             h.forward.append(name + b": " + value)
+        elif lower == b"traceparent":
+            h.traceparent, h.traceparent_count = value, h.traceparent_count + 1
+        elif lower == b"tracestate":
+            h.tracestate = value if not h.tracestate else h.tracestate + b"," + value
     if named - {b"host"}:
         h.forward = [line for line in h.forward if line.split(b":", 1)[0].lower() not in named]
     return h
 
 
 _READ = frozenset(
-    {b"host", b"x-request-id", b"x-forwarded-for", b"x-forwarded-proto", b"idempotency-key"}
+    {
+        b"host",
+        b"x-request-id",
+        b"x-forwarded-for",
+        b"x-forwarded-proto",
+        b"idempotency-key",
+        b"traceparent",
+        b"tracestate",
+    }
 )
 
 
@@ -130,8 +146,11 @@ def upstream_head(
     prefix: bytes,
     request_id: str,
     length: int | None,
+    trace: bytes = b"",
 ) -> bytes:
     """The request line and headers to send upstream; *length* None means chunked.
+
+    *trace* is this hop's ``traceparent`` line, and a ``tracestate`` line if one passes on.
 
     As the edge (no trusted hops) the gateway states only what it saw: the peer's address and
     plain http. Behind trusted proxies it keeps their ``X-Forwarded-For`` chain and scheme.
@@ -151,6 +170,7 @@ def upstream_head(
         b"X-Forwarded-Host: " + headers.host,
         b"X-Forwarded-Prefix: " + prefix,
         b"X-Request-ID: " + request_id.encode(),
+        *((trace,) if trace else ()),
         b"Transfer-Encoding: chunked" if length is None else b"Content-Length: %d" % length,
     ]
     return b"\r\n".join(lines) + b"\r\n\r\n"

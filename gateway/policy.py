@@ -30,16 +30,17 @@ def has_dot_segment(path: bytes) -> bool:
 
 
 def is_admin_path(upstream_path: bytes) -> bool:
-    """Whether a service would serve *upstream_path* from its ``/admin`` tree.
+    """Whether a service would serve *upstream_path* from its ``/admin`` tree or ``/metrics``.
 
     Decoded and with empty segments skipped, as werkzeug routes it: ``/%61dmin/faults`` and
-    ``//admin/faults`` are the fault knobs too.
+    ``//admin/faults`` are the fault knobs too. ``/metrics`` is for the operator's Prometheus,
+    which scrapes instances directly, not for clients of the gateway.
     """
     lowered = decoded(upstream_path).lower()
-    if b"admin" not in lowered:
+    if b"admin" not in lowered and b"metrics" not in lowered:
         return False
     first = next((s for s in lowered.split(b"/") if s), b"")
-    return first == b"admin"
+    return first in (b"admin", b"metrics")
 
 
 def within(address: str, networks: tuple[IPNetwork, ...]) -> bool:

@@ -5,6 +5,10 @@ write of head and body upstream, and one write of the answer; everything is byte
 delivered them. Retries, ejection and the retry budget are as before the event loop:
 a connection that never formed may go to another instance for any method; a broken connection
 or a 502/503/504 only for idempotent methods (or with ``Idempotency-Key``) and a held body.
+
+Each request also continues (or starts) a W3C trace, a regular expression and one random draw
+(:mod:`discovery.tracing`); the access log line and the OpenTelemetry span cost nothing unless
+``ACCESS_LOG`` or ``OTEL_TRACES_EXPORTER`` turns them on.
 """
 
 from __future__ import annotations
@@ -14,6 +18,7 @@ import logging
 import time
 from collections.abc import AsyncIterator, Mapping
 
+from discovery import logs, tracing
 from discovery.balancer import Picker, make_picker
 from discovery.client import IDEMPOTENT_METHODS
 from discovery.model import Instance, Service
@@ -21,7 +26,7 @@ from discovery.stats import StatsTable
 from discovery.watcher import CatalogWatcher
 from gateway import metrics
 from gateway.errors_json import status_line
-from gateway.headers import response_lines, upstream_head
+from gateway.headers import RequestHeaders, response_lines, upstream_head
 from gateway.policy import client_address, has_dot_segment, is_admin_path, routable
 from gateway.pool import Pool
 from gateway.ratelimit import InflightLimiter, Limits, RateLimiter, limits_for, retry_after
@@ -29,6 +34,7 @@ from gateway.request import ClientError, ClientGone, Request
 from gateway.retry import RetryBudget, may_retry_status
 from gateway.routing import Route, RouteTable
 from gateway.settings import GatewaySettings
+from gateway.span_export import make_buffer
 from gateway.upstream import (
     Answer,
     ConnectFailed,
@@ -66,6 +72,7 @@ class Proxy:
         self.inflight = InflightLimiter(settings.max_inflight)
         self._pruning = False
         self._pickers: dict[tuple[str, str], Picker] = {}
+        self.spans = make_buffer(settings.otel, settings.log.instance)
         self.on_services(watcher.services)
         watcher.add_listener(self.on_services)
 
@@ -92,6 +99,10 @@ class Proxy:
 
     async def handle(self, req: Request) -> None:
         """Answer one request; client faults surface as ClientError or ClientGone."""
+        assert req.headers is not None
+        req.trace = trace = _hop(req.headers)
+        # Every log line of this request's task names it (a task has its own context).
+        logs.CONTEXT.set((req.request_id, trace.outgoing.trace_id))
         try:
             await self._handle(req)
         except ClientGone:
@@ -104,13 +115,18 @@ class Proxy:
             req.status = exc.status
             raise
         finally:
-            seconds = req.conn.loop.time() - req.started
+            ended = req.conn.loop.time()
+            seconds = ended - req.started
             metrics.observe(req.label, req.status, seconds)
             if self.settings.access_log:
-                access_log.info(
-                    '%s "%s %s HTTP/%s" %d %s %.1fms',
-                    req.conn.peer, req.method.decode("latin-1"), req.target.decode("latin-1"),
-                    req.version, req.status, req.request_id, seconds * 1000,
+                _access(req, trace, seconds)
+            if self.spans is not None and trace.outgoing.sampled:
+                self.spans.add(
+                    req.conn.loop,
+                    (
+                        req.started, ended, trace, req.method, req.target.partition(b"?")[0],
+                        req.label, req.status, req.upstream, req.attempts,
+                    ),
                 )  # fmt: skip
 
     async def _handle(self, req: Request) -> None:
@@ -131,7 +147,9 @@ class Proxy:
         req.label = route.service
         raw_path = upstream_path.encode("latin-1")
         if route.service not in self.settings.expose_admin and is_admin_path(raw_path):
-            req.error(404, "not_routed", "the gateway does not route a service's /admin paths")
+            req.error(
+                404, "not_routed", "the gateway does not route a service's /admin or /metrics paths"
+            )
             return
         service = self.services.get(route.service)
         if service is None or not service.passing:
@@ -151,7 +169,7 @@ class Proxy:
         length = len(body) if body is not None else req.content_length
         head = upstream_head(
             req.method, upstream_target, req.headers, req.conn.peer, self.settings.trusted_hops,
-            route.prefix.encode("latin-1"), req.request_id, length,
+            route.prefix.encode("latin-1"), req.request_id, length, _trace_lines(req),
         )  # fmt: skip
         self.budget.record_request()
         if not limits.max_inflight:
@@ -211,6 +229,7 @@ class Proxy:
             if instance is None or remaining <= 0:
                 break
             tried.add(instance.id)
+            req.upstream, req.attempts = instance.id, len(tried)
             with self.stats.get(instance.id).track(self.stats.decay) as tracked:
                 try:
                     conn, answer = await self._send(
@@ -406,6 +425,7 @@ class Proxy:
         req.answer(answer.status, req.head(line, lines, answer.length, chunked))
         try:
             async for data in _framed(answer.chunks(self.settings.try_timeout), chunked):
+                req.sent += len(data)
                 client.write(data)
                 await client.drain()
         except UpstreamError as exc:
@@ -417,6 +437,39 @@ class Proxy:
             conn.close()
             raise
         self.pool.release(conn)
+
+
+def _hop(headers: RequestHeaders) -> tracing.Hop:
+    """This hop's trace: the client's, continued, or a new one (two traceparents are invalid)."""
+    incoming = headers.traceparent if headers.traceparent_count == 1 else b""
+    return tracing.hop(incoming.decode("latin-1"))
+
+
+def _trace_lines(req: Request) -> bytes:
+    """The ``traceparent`` line sent upstream, and the client's ``tracestate`` if its trace
+    continues (with a new trace, the old state means nothing and is dropped)."""
+    assert req.trace is not None and req.headers is not None
+    line = b"traceparent: " + req.trace.outgoing.header().encode()
+    if req.trace.parent_id and req.headers.tracestate:
+        line += b"\r\ntracestate: " + req.headers.tracestate
+    return line
+
+
+def _access(req: Request, trace: tracing.Hop, seconds: float) -> None:
+    """One access-log line: readable as text, and with every field as its own JSON key."""
+    method = req.method.decode("latin-1")
+    path = req.target.partition(b"?")[0].decode("latin-1")  # no query: it may hold secrets
+    ms = round(seconds * 1000, 2)
+    access_log.info(
+        '%s "%s %s" %d upstream=%s attempts=%d bytes=%d %.1fms',
+        req.conn.peer, method, path, req.status, req.upstream, req.attempts, req.sent, ms,
+        extra={
+            "request_id": req.request_id, "trace_id": trace.outgoing.trace_id,
+            "client": req.conn.peer, "method": method, "path": path, "status": req.status,
+            "service": req.label, "upstream": req.upstream, "attempts": req.attempts,
+            "bytes": req.sent, "duration_ms": ms,
+        },
+    )  # fmt: skip
 
 
 def _whole(req: Request, answer: Answer) -> bool:

@@ -14,6 +14,7 @@ from collections.abc import AsyncIterator
 from random import getrandbits
 from typing import TYPE_CHECKING
 
+from discovery.tracing import Hop
 from gateway.errors_json import error_answer, response_head
 from gateway.headers import RequestHeaders, classify
 
@@ -47,6 +48,7 @@ class Request:
         "_error",
         "_waiter",
         "answered",
+        "attempts",
         "buffered",
         "complete",
         "conn",
@@ -60,9 +62,12 @@ class Request:
         "received",
         "request_id",
         "reusable",
+        "sent",
         "started",
         "status",
         "target",
+        "trace",
+        "upstream",
         "version",
     )
 
@@ -82,6 +87,11 @@ class Request:
         self.answered = False
         self.status = 0  # of the answer, for metrics
         self.label = "-"  # the routed service, for metrics
+        # For the access log and the trace span: this hop's trace, the last instance tried,
+        # how many were, and the bytes written to the client.
+        self.trace: Hop | None = None
+        self.upstream = "-"
+        self.attempts = self.sent = 0
         self.reusable = True  # False once the connection cannot carry another request
         self.buffered = self.received = 0
         self._body: list[bytes] = []
@@ -135,6 +145,7 @@ class Request:
         """Write (the start of) this request's answer; *status* is kept for metrics and logs."""
         self.answered = True
         self.status = status
+        self.sent += len(data)
         self.conn.write(data)
 
     def error(

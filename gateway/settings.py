@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import socket
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from ipaddress import IPv4Network, IPv6Network, ip_network
@@ -11,8 +12,10 @@ from pathlib import Path
 from discovery import env
 from discovery.balancer import DEFAULT_STRATEGY, STRATEGIES
 from discovery.errors import SettingsError
+from discovery.logs import LogSettings
 from discovery.settings import ConsulSettings
 from discovery.stats import EjectionPolicy
+from discovery.tracing import ExportSettings
 from gateway.routing import PREFIX
 
 
@@ -60,6 +63,9 @@ class GatewaySettings:
     snapshot_file: Path | None = None
     ejection: EjectionPolicy = field(default_factory=EjectionPolicy)
     consul: ConsulSettings = field(default_factory=ConsulSettings)
+    # LOG_FORMAT, LOG_LEVEL (ACCESS_LOG is access_log above), and opt-in OTel export.
+    log: LogSettings = field(default_factory=LogSettings)
+    otel: ExportSettings = field(default_factory=ExportSettings)
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> GatewaySettings:
@@ -117,6 +123,8 @@ class GatewaySettings:
                 max_ejected_fraction=env.get_float(e, "GATEWAY_EJECT_MAX_FRACTION", 0.5, 0.0, 1.0),
             ),
             consul=ConsulSettings.from_env(e),
+            log=LogSettings.from_env("gateway", f"{socket.gethostname()}:{port}", e),
+            otel=ExportSettings.from_env("gateway", e),
         )
 
 

@@ -109,3 +109,5 @@ class EventLoopWorker(Worker):  # type: ignore[misc]
         front.stop()
         admin.stop()
         metrics.TALLY.flush()
+        if gateway.proxy.spans is not None:
+            gateway.proxy.spans.flush(loop)  # queued for export; sent at exit (discovery/otlp.py)

@@ -164,9 +164,10 @@ def upstream_ids(url: str) -> set[str]:
 
 
 def gateway_knobs() -> dict[str, str]:
-    """The gateway's gunicorn sizing from the caller's environment, if set, and bench settings."""
-    sizing = {k: os.environ[k] for k in ("WEB_CONCURRENCY", "WEB_THREADS") if k in os.environ}
-    return {**sizing, **GATEWAY_BENCH_ENV}
+    """Bench settings, then the caller's gunicorn sizing and logging (``ACCESS_LOG=true make
+    bench`` measures the access log's cost; nginx's stays off), if set."""
+    caller = ("WEB_CONCURRENCY", "WEB_THREADS", "ACCESS_LOG", "LOG_FORMAT")
+    return {**GATEWAY_BENCH_ENV, **{k: os.environ[k] for k in caller if k in os.environ}}
 
 
 def start_stack(root: Path, stack: ExitStack, nofile: int) -> Stack:
@@ -208,7 +209,8 @@ def start_stack(root: Path, stack: ExitStack, nofile: int) -> Stack:
     split.write_text(SPLIT_LUA % ", ".join(f'"{p}"' for p in ports))
     backend_pids = tuple(b.popen.pid for b in backends if b.popen)
     knobs = {"WEB_CONCURRENCY": "2", **gateway_knobs()}
-    del knobs["ACCESS_LOG"]
+    if not knobs["ACCESS_LOG"]:
+        del knobs["ACCESS_LOG"]
     return Stack(
         targets={
             "direct": Target(f"http://127.0.0.1:{ports[0]}{DIRECT_PATH}", 0, backend_pids, split),

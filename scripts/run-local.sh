@@ -45,6 +45,8 @@ GATEWAY_PORT=$(port GATEWAY_PORT 8080)
 GATEWAY_ADMIN_PORT=$(port GATEWAY_ADMIN_PORT 9090)
 RUN_REGISTRY_PORT=$(port RUN_REGISTRY_PORT 8500)
 RUN_SERVICE_PORT_BASE=$(port RUN_SERVICE_PORT_BASE 8101)
+# Every component logs to this terminal: readable lines unless the caller asks for JSON.
+export LOG_FORMAT=${LOG_FORMAT:-text}
 
 services=()
 for app in services/*/app.py; do

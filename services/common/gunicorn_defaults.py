@@ -9,16 +9,34 @@ variables once more); a bad value stops startup naming the variable.
 from __future__ import annotations
 
 import sys
+from typing import Any
 
+from discovery import lifecycle, logs, metrics_dir
 from discovery.errors import SettingsError
-from discovery.lifecycle import configure_logging, on_exit, on_starting, when_ready
+from discovery.lifecycle import on_starting, when_ready
 from services.common.settings import ServiceSettings, known_apps
 
-configure_logging()
 try:
     settings = ServiceSettings.from_env(apps=known_apps())
 except SettingsError as exc:
     sys.exit(f"configuration error: {exc}")
+# LOG_FORMAT and LOG_LEVEL: JSON lines (or text) for the master, the workers and gunicorn.
+logs.configure(settings.log)
+logconfig_dict = logs.dict_config(settings.log)
+# The workers' Prometheus files (/metrics adds them up): a fresh folder, removed on exit.
+METRICS_DIR = metrics_dir.create(f"{settings.name}-metrics-")
+
+
+def on_exit(server: Any) -> None:
+    """Deregister (see discovery/lifecycle.py), then remove the metrics folder."""
+    lifecycle.on_exit(server)
+    METRICS_DIR.remove()
+
+
+def child_exit(server: Any, worker: Any) -> None:
+    """Drop the in-flight gauge of a worker that exited."""
+    METRICS_DIR.worker_exited(worker.pid)
+
 
 bind = [f"{settings.bind}:{settings.port}"]
 workers = settings.workers
@@ -30,7 +48,9 @@ control_socket_disable = True
 # SERVICE_DRAIN_DELAY + graceful_timeout so deregistration always runs.
 graceful_timeout = 10
 keepalive = 75  # longer than the gateway's idle pool timeout, so the gateway closes first
-accesslog = "-" if settings.access_log else None
+# ACCESS_LOG makes each worker write its own access line, with request and trace IDs
+# (services/common/observability.py); gunicorn's own is off.
+accesslog = None
 # The app's ProxyFix (SERVICE_TRUSTED_HOPS) is the one reader of X-Forwarded-*. gunicorn's own
 # reading trusts 127.0.0.1 by default: a stack on loopback would act unlike one in containers.
 forwarded_allow_ips = ""
@@ -39,11 +59,13 @@ errorlog = "-"
 __all__ = [
     "accesslog",
     "bind",
+    "child_exit",
     "control_socket_disable",
     "errorlog",
     "forwarded_allow_ips",
     "graceful_timeout",
     "keepalive",
+    "logconfig_dict",
     "on_exit",
     "on_starting",
     "settings",

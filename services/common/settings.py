@@ -15,7 +15,9 @@ from pathlib import Path
 
 from discovery import env as e
 from discovery.errors import SettingsError
+from discovery.logs import LogSettings
 from discovery.settings import ServiceSettings as Registration
+from discovery.tracing import ExportSettings
 from services.common.faults import Faults
 
 __all__ = ["SERVICES_DIR", "ServiceSettings", "known_apps"]
@@ -40,6 +42,9 @@ class ServiceSettings:
     access_log: bool = False
     trusted_hops: int = 1  # proxies in front (the gateway is one) whose X-Forwarded-* count
     faults: Faults = field(default_factory=Faults)  # the knobs' values at startup
+    # LOG_FORMAT, LOG_LEVEL (and ACCESS_LOG again), and opt-in OTel export (OTEL_*).
+    log: LogSettings = field(default_factory=LogSettings)
+    otel: ExportSettings = field(default_factory=ExportSettings)
 
     @property
     def name(self) -> str:
@@ -68,7 +73,8 @@ class ServiceSettings:
         default_name: str | None = None,
         apps: list[str] | None = None,
     ) -> ServiceSettings:
-        """Read the ``SERVICE_*``, ``WEB_*``, ``ACCESS_LOG`` and ``FAULT_*`` variables.
+        """Read the ``SERVICE_*``, ``WEB_*``, ``ACCESS_LOG``, ``FAULT_*``, ``LOG_*`` and
+        ``OTEL_*`` variables.
 
         *default_name* stands in for a missing ``SERVICE_NAME`` (an app built in a test).
         With *apps* (the known services), ``SERVICE_APP`` must name one of them.
@@ -94,4 +100,6 @@ class ServiceSettings:
             access_log=e.get_bool(env, "ACCESS_LOG", False),
             trusted_hops=e.get_int(env, "SERVICE_TRUSTED_HOPS", 1, 0, 10),
             faults=Faults.from_env(env),
+            log=LogSettings.from_env(registration.name, registration.instance_id, env),
+            otel=ExportSettings.from_env(registration.name, env),
         )

@@ -19,7 +19,7 @@ from flask.typing import ResponseReturnValue
 from werkzeug.exceptions import HTTPException
 from werkzeug.middleware.proxy_fix import ProxyFix
 
-from services.common import faults
+from services.common import faults, observability
 from services.common.errors_json import error_code, error_reply
 from services.common.faults import Faults
 from services.common.settings import ServiceSettings
@@ -46,6 +46,7 @@ def create_base_app(name: str, config: Mapping[str, Any] | None = None) -> Flask
     app.config.from_mapping(config)
     app.extensions["settings"] = settings
     app.extensions["faults"] = dataclasses.replace(settings.faults)  # changed at run time
+    observability.install(app)  # before the fault hook, so injected faults are traced too
     if settings.trusted_hops:
         # The gateway sets X-Forwarded-For/-Proto/-Host/-Prefix; believe that many hops.
         hops = settings.trusted_hops

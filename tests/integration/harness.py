@@ -47,7 +47,10 @@ class Process:
         root: Path = ROOT,
     ) -> None:
         self.name, self.conf, self.port, self.root = name, conf, port, root
-        self.env = {**os.environ, "PYTHONPATH": str(root), **env}
+        # Metric folders inside the test's own folder: a master killed by a test (no on_exit)
+        # leaves nothing behind in the system's temporary directory.
+        multiproc = {"PROMETHEUS_MULTIPROC_DIR": str(log_dir)}
+        self.env = {**os.environ, "PYTHONPATH": str(root), **multiproc, **env}
         self.log_path = log_dir / f"{name}.log"
         self.popen: subprocess.Popen[bytes] | None = None
 

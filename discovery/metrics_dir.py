@@ -1,0 +1,42 @@
+"""The folder of prometheus_client's multiprocess mode, owned by one gunicorn master.
+
+Each gunicorn worker is its own process, so its Prometheus values live in files that a scrape
+adds up. :func:`create` makes a fresh folder (inside ``PROMETHEUS_MULTIPROC_DIR`` if that is
+set, else the system's temporary folder, never the working tree) and points
+``PROMETHEUS_MULTIPROC_DIR`` at it before any worker imports prometheus_client; the master
+removes it on exit. It never deletes anything it did not create.
+
+prometheus_client is imported lazily: the master must not load it before the variable is set,
+or the workers it forks would inherit single-process values.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class MetricsDir:
+    """A multiprocess folder this process made."""
+
+    path: str
+
+    def worker_exited(self, pid: int) -> None:
+        """Drop the live gauges of a worker that exited (its counters keep counting)."""
+        from prometheus_client import multiprocess
+
+        multiprocess.mark_process_dead(pid, self.path)  # type: ignore[no-untyped-call]
+
+    def remove(self) -> None:
+        """Remove the folder and every worker's files in it."""
+        shutil.rmtree(self.path, ignore_errors=True)
+
+
+def create(prefix: str) -> MetricsDir:
+    """Make the folder and set ``PROMETHEUS_MULTIPROC_DIR`` for the workers to come."""
+    path = tempfile.mkdtemp(prefix=prefix, dir=os.environ.get("PROMETHEUS_MULTIPROC_DIR") or None)
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = path
+    return MetricsDir(path)

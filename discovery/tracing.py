@@ -1,0 +1,212 @@
+"""W3C Trace Context (``traceparent``, ``tracestate``) as pure functions, and the current trace.
+
+Every hop takes the incoming ``traceparent`` if it is valid, keeps its trace ID and flags, and
+sends a new parent ID (its own span) onward; an absent or invalid one starts a new trace, and
+then the incoming ``tracestate`` is dropped with it (W3C Trace Context, "Processing model").
+The gateway calls :func:`hop` per request, so it is a regular expression and a random number:
+about a microsecond.
+
+A service keeps the trace of the request it is serving in :data:`CURRENT` (a context variable,
+so per thread and per asyncio task); :class:`discovery.ServiceClient` reads it to send a child
+``traceparent`` with every outgoing call. Nothing here imports OpenTelemetry: export is opt-in
+and lives in :mod:`discovery.otlp`, which finished spans reach through :data:`SINK`.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import time
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from contextvars import ContextVar
+from dataclasses import dataclass
+from random import getrandbits
+from typing import NamedTuple, Protocol
+
+from discovery import env
+from discovery.errors import SettingsError
+
+# version-00 and later versions share their first 55 characters; "ff" is never valid. A later
+# version may append fields after a dash; version 00 may not (checked in parse()).
+_TRACEPARENT = re.compile(r"([0-9a-f]{2})-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})(-.*)?")
+_ZERO_TRACE, _ZERO_SPAN = "0" * 32, "0" * 16
+SAMPLED = "01"
+_PROTOBUF = "http/protobuf"
+
+
+class TraceParent(NamedTuple):
+    """A parsed ``traceparent``: trace ID, parent (span) ID and flags, all lowercase hex."""
+
+    trace_id: str
+    parent_id: str
+    flags: str
+
+    def header(self) -> str:
+        """The version-00 header value."""
+        return f"00-{self.trace_id}-{self.parent_id}-{self.flags}"
+
+    @property
+    def sampled(self) -> bool:
+        """Whether the caller records this trace (the flags' lowest bit): only then is it
+        exported."""
+        return self.flags[1] in "13579bdf"  # an odd last hex digit, without int()
+
+
+def parse(value: str | None) -> TraceParent | None:
+    """The trace in a ``traceparent`` value, or None if it is absent or invalid.
+
+    Invalid: not lowercase hex, version ``ff``, an all-zero trace or parent ID, a version-00
+    header of any length but 55, or a later version whose 55 characters are not followed by
+    the end or a dash (the spec's rules for parsing a version it does not know).
+    """
+    if not value:
+        return None
+    m = _TRACEPARENT.fullmatch(value.strip(" \t"))
+    if m is None:
+        return None
+    version, trace_id, parent_id, flags, rest = m.groups()
+    if version == "ff" or (version == "00" and rest is not None):
+        return None
+    if trace_id == _ZERO_TRACE or parent_id == _ZERO_SPAN:
+        return None
+    return TraceParent(trace_id, parent_id, flags)
+
+
+def new_span_id() -> str:
+    """A random, non-zero 8-byte span ID in hex.
+
+    ``random`` (reseeded per gunicorn worker) rather than ``os.urandom``: IDs must be unique,
+    not secret, and this is the gateway's per-request cost.
+    """
+    return f"{getrandbits(64) or 1:016x}"
+
+
+def new_trace_id() -> str:
+    """A random, non-zero 16-byte trace ID in hex."""
+    return f"{getrandbits(128) or 1:032x}"
+
+
+class Hop(NamedTuple):
+    """What one hop sends on: the outgoing ``traceparent``, and the span it came from."""
+
+    outgoing: TraceParent
+    parent_id: str  # the incoming parent ID, "" when this hop started the trace
+
+
+def hop(incoming: str | None) -> Hop:
+    """Continue the incoming trace with a new span of this hop, or start a sampled one."""
+    parent = parse(incoming)
+    if parent is None:
+        ids = f"{getrandbits(192):048x}"  # both IDs from one call: this runs per request
+        trace_id, span_id = ids[:32], ids[32:]
+        if trace_id == _ZERO_TRACE or span_id == _ZERO_SPAN:  # once in 2**64: draw again
+            trace_id, span_id = new_trace_id(), new_span_id()
+        return Hop(TraceParent(trace_id, span_id, SAMPLED), "")
+    return Hop(TraceParent(parent.trace_id, new_span_id(), parent.flags), parent.parent_id)
+
+
+@dataclass(frozen=True)
+class Trace:
+    """The trace of the request being served: its span, and the ``tracestate`` to pass on."""
+
+    parent: TraceParent  # this hop's own span as the parent ID
+    tracestate: str = ""
+    incoming_parent: str = ""  # the caller's span, "" when this hop started the trace
+
+
+CURRENT: ContextVar[Trace | None] = ContextVar("trace", default=None)
+
+
+class SpanRecord(NamedTuple):
+    """A finished span, as the exporter needs it; times are Unix nanoseconds."""
+
+    name: str
+    kind: str  # "server" or "client"
+    trace_id: str
+    span_id: str
+    parent_id: str  # "" for a root span
+    start_ns: int
+    end_ns: int
+    attributes: Mapping[str, str | int]
+    error: bool
+
+
+class SpanSink(Protocol):
+    """Where finished spans go (:class:`discovery.otlp.OtlpSink` when export is on)."""
+
+    def record(self, span: SpanRecord) -> None:
+        """Queue one finished span for export; never blocks on the network."""
+
+
+SINK: list[SpanSink] = []  # empty unless OTel export is on: then one sink, set at start-up
+
+
+@contextmanager
+def client_span(name: str, attributes: Mapping[str, str | int]) -> Iterator[dict[str, str]]:
+    """The headers of an outgoing call: a child ``traceparent`` of the current trace.
+
+    Outside any traced request a new trace starts here. With export on, the call is
+    recorded as a client span whose ID is the parent ID the callee sees.
+    """
+    current = CURRENT.get()
+    span_id = new_span_id()
+    if current is None:
+        parent = TraceParent(new_trace_id(), span_id, SAMPLED)
+        parent_id, state = "", ""
+    else:
+        parent = current.parent._replace(parent_id=span_id)
+        parent_id, state = current.parent.parent_id, current.tracestate
+    headers = {"traceparent": parent.header()}
+    if state:
+        headers["tracestate"] = state
+    if not SINK or not parent.sampled:
+        yield headers
+        return
+    start, failed = time.time_ns(), True
+    try:
+        yield headers
+        failed = False
+    finally:
+        end = time.time_ns()
+        span = SpanRecord(
+            name, "client", parent.trace_id, span_id, parent_id, start, end, attributes, failed
+        )
+        SINK[0].record(span)
+
+
+@dataclass(frozen=True)
+class ExportSettings:
+    """OpenTelemetry export, opt-in with the standard ``OTEL_*`` variables.
+
+    On only with ``OTEL_TRACES_EXPORTER=otlp`` (unset means off here, unlike the SDK's own
+    default, so that nothing is sent anywhere unasked), over OTLP/HTTP with protobuf. The SDK
+    itself reads the rest: ``OTEL_EXPORTER_OTLP_HEADERS``, ``..._TIMEOUT``, ``OTEL_BSP_*``.
+    """
+
+    enabled: bool = False
+    endpoint: str = ""
+    service_name: str = ""
+
+    @classmethod
+    def from_env(
+        cls, service_name: str, environ: Mapping[str, str] | None = None
+    ) -> ExportSettings:
+        """Read ``OTEL_TRACES_EXPORTER``, the OTLP endpoint and protocol, ``OTEL_SERVICE_NAME``."""
+        e = os.environ if environ is None else environ
+        exporter = env.get_choice(e, "OTEL_TRACES_EXPORTER", "none", ("none", "otlp"))
+        if env.get_bool(e, "OTEL_SDK_DISABLED", False) or exporter == "none":
+            return cls()
+        # Only OTLP/HTTP with protobuf is served (the SDK's gRPC exporter is not installed).
+        env.get_choice(e, "OTEL_EXPORTER_OTLP_PROTOCOL", _PROTOBUF, (_PROTOBUF,))
+        env.get_choice(e, "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL", _PROTOBUF, (_PROTOBUF,))
+        # The traces URL as given, else the base URL with the signal's path added.
+        endpoint, name = e.get("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "").strip(), "_TRACES"
+        if not endpoint:
+            base = env.get_str(e, "OTEL_EXPORTER_OTLP_ENDPOINT", "http://localhost:4318")
+            endpoint, name = base.rstrip("/") + "/v1/traces", ""
+        if not endpoint.startswith(("http://", "https://")):
+            raise SettingsError(
+                f"OTEL_EXPORTER_OTLP{name}_ENDPOINT: expected an http(s) URL, got {endpoint!r}"
+            )
+        return cls(True, endpoint, env.get_str(e, "OTEL_SERVICE_NAME", service_name))
