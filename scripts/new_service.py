@@ -168,9 +168,8 @@ def main(argv: list[str] | None = None) -> int:
     print(
         "next:\n"
         f"  make unit                  # runs tests/unit/test_service_{name}.py among the rest\n"
-        f"  SERVICE_NAME={name} SERVICE_PORT=8401 SERVICE_ADDRESS=127.0.0.1"
-        " .venv/bin/gunicorn -c services/gunicorn.conf.py   # beside `make run`\n"
-        f"  make up                    # the compose stack; then curl localhost:8080/{name}/hello"
+        f"  make run                   # starts it with the others; then curl localhost:8080/{name}/hello\n"
+        "  make up                    # the same in the compose stack"
     )
     return 0
 
