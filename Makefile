@@ -25,6 +25,7 @@ $(STAMP): requirements.txt requirements-dev.txt
 install: $(STAMP) ## Create the virtualenv and install the pinned dependencies
 
 test: $(STAMP) ## Run unit, contract and integration tests (everything but the Docker e2e and swarm suites)
+	bash scripts/ensure-chromium.sh
 	$(BIN)/pytest -m "not e2e and not swarm" $(PYTEST_ARGS)
 
 unit: $(STAMP) ## Run the unit tests only (no sockets)
@@ -34,6 +35,7 @@ contract: $(STAMP) ## Run the Consul contract tests (against the double, or --co
 	$(BIN)/pytest tests/contract $(PYTEST_ARGS)
 
 integration: $(STAMP) ## Run the integration tests (real gunicorn processes on loopback)
+	bash scripts/ensure-chromium.sh
 	$(BIN)/pytest tests/integration $(PYTEST_ARGS)
 
 e2e: $(STAMP) ## Run the compose stack on a real Docker engine (needs root; see .ci/e2e)

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The routing page's browser test needs a headless Chromium and its WebDriver: install Debian's
-# `chromium` and `chromium-driver` when either is missing (the test session runs this script on
-# a fresh machine). Installing needs root; nothing is done when both are there.
+# `chromium` and `chromium-driver` when either is missing (`make test` and `make integration` run
+# this script first, so a fresh machine needs nothing done by hand). Installing needs root; nothing is done when both are there.
 set -euo pipefail
 
 missing=()

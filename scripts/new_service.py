@@ -2,7 +2,8 @@
 
 Writes ``services/<name>/`` (an app factory with one example route), a unit test, the compose
 service (built from the shared ``services/Dockerfile``, with its own Consul token and its
-name in the ACL init step's ``ACL_SERVICES``) and a row of the README's services table.
+name in the ACL init step's ``ACL_SERVICES``), a row of the README's services table and its
+name among the services Prometheus scrapes (``deploy/observability/prometheus.yml``).
 Everything else (Dockerfile, gunicorn config, CI image list) is shared or derived.
 
 It refuses a bad or taken name and changes nothing then; after all edits it parses
@@ -112,6 +113,14 @@ def edit_readme(text: str, name: str) -> str:
     return _insert_before(text, "| `gateway` |", row, "README.md services table")
 
 
+def edit_prometheus(text: str, name: str) -> str:
+    """deploy/observability/prometheus.yml with *name* among the services Prometheus scrapes."""
+    names = re.compile(r"^(\s+- names: \[)([a-z0-9, ]+)(\]\s+# the services.*)$", re.MULTILINE)
+    if names.search(text) is None:
+        raise ScaffoldError("deploy/observability/prometheus.yml: cannot find the services' names")
+    return names.sub(lambda m: f"{m[1]}{m[2]}, {name}{m[3]}", text, count=1)
+
+
 def plan(name: str, root: Path = ROOT) -> dict[Path, str]:
     """Every file to write, with its new text; nothing is written yet."""
     check_name(name, root)
@@ -124,6 +133,8 @@ def plan(name: str, root: Path = ROOT) -> dict[Path, str]:
     check_compose(compose, name)
     files[root / "docker-compose.yml"] = compose
     files[root / "README.md"] = edit_readme((root / "README.md").read_text(), name)
+    prometheus = root / "deploy" / "observability" / "prometheus.yml"
+    files[prometheus] = edit_prometheus(prometheus.read_text(), name)
     return files
 
 

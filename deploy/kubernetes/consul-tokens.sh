@@ -32,15 +32,12 @@ consul_cli() {
     sh -c 'CONSUL_HTTP_TOKEN=$(cat) exec consul "$@"' consul "$@" <<<"$BOOTSTRAP_TOKEN"
 }
 
-# create_token NAME: a token with NAME's policy; prints its secret. The secret is made in the
-# server pod (the kernel's UUID generator: the form Consul's own SecretIDs take), so it is on no
-# command line here; it comes back on stdout.
+# create_token NAME: a token with NAME's policy; prints its secret. Consul makes the secret, and
+# it comes back on stdout (the CLI's JSON answer, one field a line): it is on no command line,
+# here or in the server pod.
 create_token() {
-  kubectl -n "$CONSUL_NAMESPACE" exec -i "$SERVER_POD" -c consul -- sh -c '
-    CONSUL_HTTP_TOKEN=$(cat) && export CONSUL_HTTP_TOKEN
-    secret=$(cat /proc/sys/kernel/random/uuid)
-    consul acl token create -description "flask-consul-mesh $1" -policy-name "$1" \
-      -secret "$secret" >/dev/null && echo "$secret"' consul "$1" <<<"$BOOTSTRAP_TOKEN"
+  consul_cli acl token create -description "flask-consul-mesh $1" -policy-name "$1" -format json |
+    sed -n 's/^ *"SecretID": *"\([^"]*\)".*/\1/p'
 }
 
 # make_secret NAME KEY VALUE: a Secret holding one file; the value goes through stdin.

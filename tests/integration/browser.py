@@ -1,15 +1,14 @@
 """A headless Chromium (Debian's ``chromium`` and ``chromium-driver``) driven by Selenium.
 
-Used by the routing page's browser test and by ``scripts/screenshot-routing-page.py``. If
-either program is missing, ``scripts/ensure-chromium.sh`` installs it first (as root, the way
-CI runs), so a fresh machine needs nothing done by hand.
+Used by the routing page's browser test and by ``scripts/screenshot-routing-page.py``. The
+programs come from ``scripts/ensure-chromium.sh``, which ``make test`` and ``make integration``
+run before the tests (as root on a fresh machine, the way CI runs): a test installs nothing.
 """
 
 from __future__ import annotations
 
 import os
 import shutil
-import subprocess
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -17,8 +16,6 @@ from typing import Any
 
 from selenium import webdriver
 from selenium.webdriver.chrome.service import Service
-
-from tests.integration.harness import ROOT
 
 # What the page shows of each instance row, read from its data attributes and cells.
 ROWS_SCRIPT = """
@@ -34,11 +31,12 @@ return Array.from(document.querySelectorAll(
 
 
 def ensure_chromium() -> tuple[str, str]:
-    """The paths of chromium and chromedriver, installing Debian's packages if one is missing."""
-    if not (shutil.which("chromium") and shutil.which("chromedriver")):
-        subprocess.run(["bash", str(ROOT / "scripts/ensure-chromium.sh")], check=True)
+    """The paths of chromium and chromedriver; a clear failure if either is missing."""
     chromium, driver = shutil.which("chromium"), shutil.which("chromedriver")
-    assert chromium and driver, "scripts/ensure-chromium.sh left chromium or chromedriver missing"
+    assert chromium and driver, (
+        "chromium or chromedriver is missing: run `bash scripts/ensure-chromium.sh` as root "
+        "(`make test` and `make integration` do)"
+    )
     return chromium, driver
 
 

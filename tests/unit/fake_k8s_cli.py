@@ -14,6 +14,7 @@ import json
 import os
 import subprocess
 import sys
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -47,8 +48,12 @@ def consul(args: list[str]) -> int:
             assert opts["-name"] in policies, "updated before it was created"
             policies[opts["-name"]] = opts["-rules"]
         case ["acl", "token", "create"]:
-            state["tokens"].append({"policy": opts["-policy-name"], "secret": opts["-secret"]})
-            print(f"SecretID: {opts['-secret']}")  # as the real CLI does; the script drops it
+            assert "-secret" not in opts, "the secret must be Consul's own, never on a command line"
+            assert opts.get("-format") == "json", "the script reads the secret from the JSON answer"
+            secret = str(uuid.uuid4())
+            state["tokens"].append({"policy": opts["-policy-name"], "secret": secret})
+            # Consul's CLI prints the token as indented JSON, one field a line.
+            print(json.dumps({"AccessorID": str(uuid.uuid4()), "SecretID": secret}, indent=4))
         case _:
             sys.exit(f"fake consul: unexpected call {args}")
     path.write_text(json.dumps(state))

@@ -11,6 +11,7 @@ from scripts.new_service import (
     check_compose,
     check_name,
     edit_compose,
+    edit_prometheus,
     edit_readme,
 )
 
@@ -63,6 +64,15 @@ def test_the_compose_check_names_what_a_broken_entry_lacks() -> None:
     broken = text.replace("        SERVICE: orders\n", "        SERVICE: catalog\n")
     with pytest.raises(ScaffoldError, match="SERVICE build arg"):
         check_compose(broken, "orders")
+
+
+def test_prometheus_scrapes_the_new_service_too() -> None:
+    path = ROOT / "deploy" / "observability" / "prometheus.yml"
+    jobs = yaml.safe_load(edit_prometheus(path.read_text(), "orders"))["scrape_configs"]
+    (services,) = [job for job in jobs if job["job_name"] == "services"]
+    assert services["dns_sd_configs"][0]["names"] == ["catalog", "quote", "echo", "orders"]
+    with pytest.raises(ScaffoldError, match=r"prometheus\.yml"):
+        edit_prometheus("scrape_configs: []\n", "orders")
 
 
 def test_the_readme_gets_a_row_above_the_gateways() -> None:
