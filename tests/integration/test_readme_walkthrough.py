@@ -8,6 +8,7 @@ names, IDs and numbers vary).
 
 from __future__ import annotations
 
+import contextlib
 import http.client
 import json
 import os
@@ -22,7 +23,13 @@ import pytest
 from registry.launcher import free_port
 from tests import readme_doc as doc
 from tests.integration.harness import wait_for
-from tests.integration.test_run_local import free_run, instance_count, path_without_consul
+from tests.integration.test_run_local import (
+    descendants,
+    free_run,
+    instance_count,
+    path_without_consul,
+    running,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -45,6 +52,8 @@ class Stack:
         self.registry_port = free_port()
         self.log = log
         self.popen: subprocess.Popen[bytes] | None = None
+        # The components, noted once they run: if the script dies first they are re-parented.
+        self.seen: set[int] = set()
 
     def env(self) -> dict[str, str]:
         env = {k: v for k, v in os.environ.items() if not k.startswith(("CONSUL_", "GATEWAY_"))}
@@ -67,17 +76,22 @@ class Stack:
             )
 
     def stop(self) -> None:
-        if self.popen is None or self.popen.poll() is not None:
+        """Ctrl-C, as a terminal sends it; then every component seen is gone, by PID."""
+        if self.popen is None:
             return
-        os.killpg(self.popen.pid, signal.SIGINT)
-        try:
-            self.popen.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(self.popen.pid, signal.SIGKILL)
-            self.popen.wait(timeout=10)
-            raise AssertionError(
-                f"make run did not stop on Ctrl-C:\n{self.log.read_text()}"
-            ) from None
+        left = descendants(self.popen.pid) | self.seen
+        if self.popen.poll() is None:
+            os.killpg(self.popen.pid, signal.SIGINT)
+            try:
+                self.popen.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.popen.pid, signal.SIGKILL)
+                self.popen.wait(timeout=10)
+        stuck = {pid for pid in left if running(pid)}
+        for pid in stuck:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        assert not stuck, f"make run left {sorted(stuck)} running:\n{self.log.read_text()}"
 
     def send(self, command: doc.Curl) -> tuple[int, dict[str, str], bytes]:
         """The request *command* makes, sent as curl sends it, to this stack's port."""
@@ -119,6 +133,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
         assert stack.popen is not None and stack.popen.poll() is None, stack.log.read_text()
         # Every instance the walkthrough shows in turn: both catalog replicas pass.
         wait_for(lambda: _passing(stack) >= 4, 30, "every instance to pass its check")
+        stack.seen = descendants(stack.popen.pid)
         yield stack
     finally:
         stack.stop()

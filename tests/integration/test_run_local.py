@@ -13,7 +13,7 @@ import signal
 import socket
 import subprocess
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -92,6 +92,9 @@ class Run:
     popen: subprocess.Popen[bytes]
     log_path: Path
     ports: dict[str, int]
+    # Every component seen while the script ran: if the script dies first, they are re-parented
+    # and no longer found below it, and the fixture still has to stop them.
+    seen: set[int] = field(default_factory=set)
 
     def output(self) -> str:
         return self.log_path.read_text(errors="replace")
@@ -128,7 +131,7 @@ def run_local(tmp_path: Path) -> Iterator[list[Run]]:
     runs: list[Run] = []
     yield runs
     for run in runs:
-        left = descendants(run.popen.pid)
+        left = descendants(run.popen.pid) | {pid for pid in run.seen if running(pid)}
         if run.popen.poll() is None:
             run.popen.kill()
             run.popen.wait(10)
@@ -149,7 +152,9 @@ def wait_for_quote(run: Run) -> Any:
         )
         return answer.json() if answer.status_code == 200 else None
 
-    return wait_for(quote, 120, "a quote through the gateway")
+    body = wait_for(quote, 120, "a quote through the gateway")
+    run.seen |= descendants(run.popen.pid)
+    return body
 
 
 def listening_on(port: int) -> set[int]:
