@@ -81,17 +81,7 @@ def explain(
         }
         for note in notes.values()
     ]
-    body: dict[str, Any] = {
-        "path": path,
-        "worker": {
-            "pid": pid,
-            "workers_counted": 1 + len(others or []),
-            "note": "candidates' traffic: every worker that answered; which candidates are "
-            "eligible, and the pick: the balancer of this worker, which answered",
-        },
-        "route": None,
-        "routes": routes,
-    }
+    body: dict[str, Any] = {"path": path, "route": None, "routes": routes}
     if matched is None:
         if not proxy.watcher.has_data:
             body["answer"] = {"status": 503, "error": "not_synced"}
@@ -116,6 +106,12 @@ def explain(
     detail = proxy.settings.admin_detail
     views = instance_views(proxy, route.service, now)
     merged = gathered(proxy, pid, others or [], now)["instances"]
+    body["worker"] = {
+        "pid": pid,
+        "workers_counted": 1 + len(others or []),
+        "note": "candidates' traffic: every worker that answered; which candidates are "
+        "eligible, and the pick: the balancer of this worker, which answered",
+    }
     body["candidates"] = [
         instance_json(v, detail, merged.get(v.instance.id) or merge_instance([], now))
         for v in views

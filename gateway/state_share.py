@@ -24,6 +24,7 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from discovery.stats import DEFAULT_RTT, InstanceStats
 from discovery.window import WINDOW_SECONDS
 from gateway.worker_merge import Snapshot, merge
 
@@ -40,7 +41,7 @@ def snapshot(proxy: Proxy, pid: int, now: float) -> Snapshot:
     for service in list(proxy.watcher.services.values()):
         for instance in service.instances:
             stats = proxy.stats.find(instance.id)
-            if stats is None:
+            if stats is None or _untouched(stats, now):
                 continue
             first = int(now) - WINDOW_SECONDS + 1  # the second of the series' first count
             instances[instance.id] = {
@@ -69,6 +70,15 @@ def snapshot(proxy: Proxy, pid: int, now: float) -> Snapshot:
         "retry_budget": proxy.budget.usage(),
         "instances": instances,
     }
+
+
+def _untouched(stats: InstanceStats, now: float) -> bool:
+    """Made by a balancer's look (an explain preview), with nothing measured: no entry at all."""
+    return (
+        stats.ewma == DEFAULT_RTT
+        and not (stats.outstanding or stats.ejections or stats.last_failure)
+        and not stats.attempts.total(now)
+    )
 
 
 def _pairs(counts: list[int], first_second: int) -> list[list[int]]:

@@ -77,6 +77,15 @@ def test_state_counts_every_workers_requests_whichever_worker_answers(gateway: P
     assert all(b["worker"]["not_answering"] == [] and b["worker"]["missing"] == 0 for b in seen)
     assert {b["worker"]["pid"] for b in seen} <= set(seen[0]["worker"]["answered"])
     assert all(b["retry_budget"]["requests"] >= REQUESTS for b in seen)
+    for _ in range(6):  # /explain's candidates count every worker's traffic too
+        explained = requests.get(
+            gateway.admin_url + "/_gateway/explain",
+            params={"path": "/echo/"},
+            headers=gateway.admin_auth,
+            timeout=5,
+        ).json()
+        assert sum(c["requests_last_minute"] for c in explained["candidates"]) == REQUESTS
+        assert explained["worker"]["workers_counted"] == 2
 
 
 def own_views(gw: Process) -> dict[int, int]:

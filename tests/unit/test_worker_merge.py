@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import random
 import time
 from pathlib import Path
 from typing import Any
@@ -15,12 +16,13 @@ from discovery.model import Service
 from discovery.settings import ConsulSettings
 from discovery.watcher import CatalogWatcher
 from discovery.window import WINDOW_SECONDS
+from gateway.explain import explain
 from gateway.proxy import Proxy
 from gateway.routing_view import page_state
 from gateway.settings import GatewaySettings
 from gateway.state_share import MAX_AGE, StateShare, forget, snapshot
 from gateway.worker_merge import merge, merge_budgets, merge_instance, series
-from tests.unit.inmemory import service
+from tests.unit.inmemory import Upstreams, build, service
 
 NOW = 1000.5  # second 1000 is the newest of the window
 BUDGET = {
@@ -187,6 +189,19 @@ def test_the_page_adds_another_workers_requests_and_names_who_answered() -> None
     assert (rows["svc-1"]["requests_last_minute"], rows["svc-2"]["requests_last_minute"]) == (1, 3)
     assert state["services"][0]["requests_last_minute"] == 4
     assert state["worker"]["answered"] == [77, 4242] and state["worker"]["missing"] == 0
+
+
+def test_explain_counts_another_workers_traffic_but_picks_with_its_own_balancer() -> None:
+    proxy, _ = build(Upstreams({}), [service("svc", 1, 2)], admin_detail=True)
+    now = time.monotonic()
+    # The other worker ejected svc-1; this one did not, so its balancer may still pick it.
+    out = entry(attempts=[[int(now), 5]], ejections=1, ejection=ejection(now - 1, now + 60))
+    other = {**snap(77, {"svc-1": out}), "at": now}
+    body = explain(proxy, "/svc/", random.Random(1), others=[other])
+    rows = {c["instance"]: c for c in body["candidates"]}
+    assert rows["svc-1"]["requests_last_minute"] == 5 and rows["svc-1"]["ejected_by_workers"] == 1
+    assert rows["svc-1"]["routed"] is True and body["worker"]["workers_counted"] == 2
+    assert {s["instance"] for s in body["pick"]["sampled"]} == {"svc-1", "svc-2"}
 
 
 @pytest.mark.parametrize(("ejected_in_other", "routed"), [(True, False), (False, True)])
