@@ -97,6 +97,7 @@
   function workersText(worker) {
     if (!worker.merged) return `worker pid ${worker.pid} only, one of ${worker.workers}`;
     const counted = worker.answered.length;
+    if (worker.workers === 1 && counted === 1) return `the only worker, pid ${worker.pid}`;
     let text =
       counted === worker.workers
         ? `all ${counted} workers added up`
