@@ -11,78 +11,90 @@ worker that did not answer (logged, never an error to the client), and the file 
 that is gone is skipped (its master removes it too). :mod:`gateway.worker_merge` adds them up.
 
 A snapshot holds one entry per instance that this worker has talked to and Consul still
-lists, so its size is bounded by the catalog; only the non-zero seconds of the window go in.
+lists, so its size is bounded by the catalog; a window's counts go in newest first, without the
+idle seconds that end it.
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 import logging
 import os
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from discovery.stats import DEFAULT_RTT, InstanceStats
-from discovery.window import WINDOW_SECONDS
 from gateway.worker_merge import Snapshot, merge
 
 if TYPE_CHECKING:  # gunicorn's master imports this module for forget(), without the proxy
     from gateway.proxy import Proxy
 
 MAX_AGE = 5.0  # seconds; written every second, so older means the worker is stuck or gone
+CHUNK = 100  # instances per turn of the event loop while a snapshot is built (~2 ms)
 log = logging.getLogger(__name__)
 
 
-def snapshot(proxy: Proxy, pid: int, now: float) -> Snapshot:
-    """This process's counters for every instance Consul lists, as JSON-ready data."""
-    instances: dict[str, Any] = {}
+def entries(proxy: Proxy, now: float) -> Iterator[tuple[str, dict[str, Any]]]:
+    """This process's counters of each instance Consul lists that it has measured."""
     for service in list(proxy.watcher.services.values()):
         for instance in service.instances:
             stats = proxy.stats.find(instance.id)
-            if stats is None or _untouched(stats, now):
+            if stats is None:
                 continue
-            first = int(now) - WINDOW_SECONDS + 1  # the second of the series' first count
-            instances[instance.id] = {
-                "in_flight": stats.outstanding,
-                "ewma": stats.ewma,
-                "attempts": _pairs(stats.attempts.series(now), first),
-                "failures": _pairs(stats.failures.series(now), first),
-                "consecutive_failures": stats.consecutive_failures,
-                "last_failure": stats.last_failure,
-                "last_failure_at": stats.last_failure_at,
-                "ejections": stats.ejections,
-                "ejection": None
-                if not stats.ejections
-                else {
-                    "reason": stats.ejection_reason,
-                    "failures": stats.ejection_failures,
-                    "at": stats.ejected_at,
-                    "until": stats.ejected_until,
-                    "awaiting_consul": stats.awaiting_consul,
+            attempts = stats.attempts.by_age(now)
+            if not attempts and _untouched(stats):
+                continue
+            yield (
+                instance.id,
+                {
+                    "in_flight": stats.outstanding,
+                    "ewma": stats.ewma,
+                    # Counts per second, newest first; "second" is the newest's (shared clock).
+                    "second": int(now),
+                    "attempts": attempts,
+                    "failures": stats.failures.by_age(now),
+                    "consecutive_failures": stats.consecutive_failures,
+                    "last_failure": stats.last_failure,
+                    "last_failure_at": stats.last_failure_at,
+                    "ejections": stats.ejections,
+                    "ejection": None
+                    if not stats.ejections
+                    else {
+                        "reason": stats.ejection_reason,
+                        "failures": stats.ejection_failures,
+                        "at": stats.ejected_at,
+                        "until": stats.ejected_until,
+                        "awaiting_consul": stats.awaiting_consul,
+                    },
                 },
-            }
+            )
+
+
+def head(proxy: Proxy, pid: int, now: float) -> Snapshot:
+    """A snapshot's worker-wide part, its instances still empty."""
     return {
         "pid": pid,
         "at": now,
         "last_sync": proxy.watcher.last_success,
         "retry_budget": proxy.budget.usage(),
-        "instances": instances,
+        "instances": {},
     }
 
 
-def _untouched(stats: InstanceStats, now: float) -> bool:
+def snapshot(proxy: Proxy, pid: int, now: float) -> Snapshot:
+    """This process's counters for every instance Consul lists, as JSON-ready data."""
+    return {**head(proxy, pid, now), "instances": dict(entries(proxy, now))}
+
+
+def _untouched(stats: InstanceStats) -> bool:
     """Made by a balancer's look (an explain preview), with nothing measured: no entry at all."""
-    return (
-        stats.ewma == DEFAULT_RTT
-        and not (stats.outstanding or stats.ejections or stats.last_failure)
-        and not stats.attempts.total(now)
+    return stats.ewma == DEFAULT_RTT and not (
+        stats.outstanding or stats.ejections or stats.last_failure
     )
-
-
-def _pairs(counts: list[int], first_second: int) -> list[list[int]]:
-    return [[first_second + i, n] for i, n in enumerate(counts) if n]
 
 
 class StateShare:
@@ -92,9 +104,21 @@ class StateShare:
         self.folder, self.proxy, self.pid = Path(folder), proxy, pid
         self._last_error = ""
 
-    def publish(self) -> None:
-        """Write this worker's snapshot (a whole file or none: write, then rename)."""
-        data = json.dumps(snapshot(self.proxy, self.pid, time.monotonic()), separators=(",", ":"))
+    async def publish(self) -> None:
+        """Write this worker's snapshot (a whole file or none: write, then rename).
+
+        A large catalog's snapshot is built and encoded ``CHUNK`` instances at a time, giving
+        the loop back in between, so that no request waits for all of it.
+        """
+        now = time.monotonic()
+        parts = []
+        for n, (instance_id, entry) in enumerate(entries(self.proxy, now), 1):
+            parts.append(f"{json.dumps(instance_id)}:{json.dumps(entry, separators=(',', ':'))}")
+            if n % CHUNK == 0:
+                await asyncio.sleep(0)
+        worker = {k: v for k, v in head(self.proxy, self.pid, now).items() if k != "instances"}
+        data = json.dumps(worker, separators=(",", ":"))[:-1]  # its closing brace comes last
+        data += ',"instances":{' + ",".join(parts) + "}}"
         temporary = self.folder / f".{self.pid}.tmp"
         try:
             temporary.write_text(data)
@@ -104,6 +128,10 @@ class StateShare:
             if str(exc) != self._last_error:  # once per kind of failure, not once a second
                 log.warning("cannot share this worker's routing state: %s", exc)
             self._last_error = str(exc)
+
+    def remove(self) -> None:
+        """Take this worker's snapshot away (it is exiting)."""
+        forget(str(self.folder), self.pid)
 
     def others(self, now: float) -> tuple[list[Snapshot], list[dict[str, Any]]]:
         """The other live workers' snapshots, and those that did not answer, with why."""
@@ -124,10 +152,6 @@ class StateShare:
             else:
                 found.append(snap)
         return found, silent
-
-    def remove(self) -> None:
-        """Take this worker's snapshot away (it is exiting)."""
-        forget(str(self.folder), self.pid)
 
 
 def forget(folder: str, pid: int) -> None:

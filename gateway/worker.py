@@ -4,9 +4,9 @@ gunicorn stays the process manager: it binds the sockets, forks and supervises w
 restarts dead ones and drives graceful shutdown. Each worker runs one event loop that accepts on
 the shared sockets with :class:`gateway.front.FrontServer`, and tells the master it is alive
 once a second, when it also shares its routing state for the routing page
-(:mod:`gateway.state_share`). On SIGTERM a worker stops accepting, closes idle connections, lets busy ones
-finish their current answer (up to ``graceful_timeout``) and exits; SIGQUIT and SIGINT exit at
-once, as with gunicorn's own workers.
+(:mod:`gateway.state_share`). On SIGTERM a worker stops accepting, closes idle connections, lets
+busy ones finish their current answer (up to ``graceful_timeout``) and exits; SIGQUIT and SIGINT
+exit at once, as with gunicorn's own workers.
 """
 
 from __future__ import annotations
@@ -99,7 +99,7 @@ class EventLoopWorker(Worker):  # type: ignore[misc]
         while self.alive:
             self.notify()
             if share is not None:
-                share.publish()  # for the routing page of whichever worker is asked
+                await share.publish()  # for the routing page, whichever worker is asked
             if self.ppid != os.getppid():
                 self.log.info("Parent changed, shutting down: %s", self)
                 break

@@ -13,7 +13,6 @@ Ejection is each worker's own decision, so ejections are listed per worker and c
 
 from __future__ import annotations
 
-from collections.abc import Iterable
 from typing import Any
 
 from discovery.window import WINDOW_SECONDS
@@ -23,14 +22,17 @@ Snapshot = dict[str, Any]
 BUDGET_SUMS = ("requests", "retries", "allowed", "granted_total", "denied_total")
 
 
-def series(pairs: Iterable[list[int]], now: float) -> list[int]:
-    """Counts per second of the minute ending at *now*, from ``[second, count]`` pairs."""
-    newest = int(now)
+def series(counts: list[int], second: int, now: float) -> list[int]:
+    """Counts per second of the minute ending at *now*, oldest first, from a worker's *counts*.
+
+    *counts* are newest first, the first one of the whole second *second*; the worker wrote
+    them up to a second ago, so they shift by the seconds passed since.
+    """
+    shift = int(now) - second
     out = [0] * WINDOW_SECONDS
-    for second, count in pairs:
-        age = newest - second
+    for age, count in enumerate(counts, shift):
         if 0 <= age < WINDOW_SECONDS:
-            out[WINDOW_SECONDS - 1 - age] += count
+            out[WINDOW_SECONDS - 1 - age] = count
     return out
 
 
@@ -56,9 +58,10 @@ def merge_instance(entries: list[tuple[int, dict[str, Any]]], now: float) -> dic
     last: tuple[float, str] | None = None
     ejections = []
     for pid, entry in entries:
-        sent = series(entry["attempts"], now)
+        sent = series(entry["attempts"], entry["second"], now)
+        failed = series(entry["failures"], entry["second"], now)
         per_second = [a + b for a, b in zip(per_second, sent, strict=True)]
-        failures = [a + b for a, b in zip(failures, series(entry["failures"], now), strict=True)]
+        failures = [a + b for a, b in zip(failures, failed, strict=True)]
         ewmas.append(entry["ewma"])
         weighted += entry["ewma"] * sum(sent)
         weights += sum(sent)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import os
@@ -15,7 +16,7 @@ import pytest
 from discovery.model import Service
 from discovery.settings import ConsulSettings
 from discovery.watcher import CatalogWatcher
-from discovery.window import WINDOW_SECONDS
+from discovery.window import WINDOW_SECONDS, MinuteCounter
 from gateway.explain import explain
 from gateway.proxy import Proxy
 from gateway.routing_view import page_state
@@ -39,6 +40,7 @@ def entry(**given: Any) -> dict[str, Any]:
     base: dict[str, Any] = {
         "in_flight": 0,
         "ewma": 0.005,
+        "second": 1000,
         "attempts": [],
         "failures": [],
         "consecutive_failures": 0,
@@ -65,30 +67,41 @@ def snap(pid: int, instances: dict[str, Any], last_sync: float | None = None) ->
 
 
 @pytest.mark.parametrize(
-    ("pairs", "expected_tail", "total"),
+    ("counts", "second", "expected_tail", "total"),
     [
-        ([], [0, 0, 0], 0),
-        ([[1000, 2], [999, 1]], [0, 1, 2], 3),
-        ([[940, 5]], [0, 0, 0], 0),  # a minute old: out of the window
-        ([[941, 5], [1001, 7]], [0, 0, 0], 5),  # the oldest second in; a future one out
+        ([], 1000, [0, 0, 0], 0),
+        ([2, 1], 1000, [0, 1, 2], 3),  # newest first
+        ([2, 1], 999, [1, 2, 0], 3),  # written a second ago: shifted by one
+        ([0] * 59 + [5], 1000, [0, 0, 0], 5),  # the oldest second of the window
+        ([0] * 59 + [5], 999, [0, 0, 0], 0),  # a second later, out of it
+        ([7, 4], 1001, [0, 0, 4], 4),  # a second ahead of the reader: only what it has seen
     ],
 )
-def test_pairs_keyed_by_absolute_second_fill_the_minute_ending_now(
-    pairs: list[list[int]], expected_tail: list[int], total: int
+def test_a_workers_counts_fill_the_minute_ending_now_by_absolute_second(
+    counts: list[int], second: int, expected_tail: list[int], total: int
 ) -> None:
-    out = series(pairs, NOW)
+    out = series(counts, second, NOW)
     assert len(out) == WINDOW_SECONDS and out[-3:] == expected_tail and sum(out) == total
+
+
+def test_a_counter_by_age_matches_its_series() -> None:
+    counter = MinuteCounter()
+    for at in (930.2, 960.5, 999.1, 999.9, 1000.3):
+        counter.add(at)
+    assert counter.by_age(NOW) == [1, 2] + [0] * 38 + [1]  # 930 is out; 960 is 40 s old
+    assert series(counter.by_age(NOW), 1000, NOW) == counter.series(NOW)
+    assert MinuteCounter().by_age(NOW) == []
 
 
 def test_the_workers_windows_add_up_second_by_second() -> None:
     row = merge_instance(
         [
-            (1, entry(attempts=[[999, 2], [1000, 1]], failures=[[1000, 1]])),
-            (2, entry(attempts=[[1000, 4]], failures=[[998, 2]])),
+            (1, entry(attempts=[1, 2], failures=[1])),
+            (2, entry(second=999, attempts=[4], failures=[0, 2])),
         ],
         NOW,
     )
-    assert row["requests_per_second"][-2:] == [2, 5]
+    assert row["requests_per_second"][-3:] == [0, 6, 1]
     assert row["requests_last_minute"] == 7 and row["failures_last_minute"] == 3
 
 
@@ -106,8 +119,7 @@ def test_latency_is_the_request_weighted_mean_of_the_ewmas(
     workers: list[tuple[int, float]], latency_ms: float | None
 ) -> None:
     entries = [
-        (pid, entry(ewma=ewma, attempts=[[1000, n]] if n else []))
-        for pid, (n, ewma) in enumerate(workers)
+        (pid, entry(ewma=ewma, attempts=[n] if n else [])) for pid, (n, ewma) in enumerate(workers)
     ]
     assert merge_instance(entries, NOW)["latency_ewma_ms"] == latency_ms
 
@@ -183,7 +195,7 @@ def test_the_page_adds_another_workers_requests_and_names_who_answered() -> None
     with proxy.stats.get("svc-1").track(proxy.stats.decay):
         pass
     now = time.monotonic()
-    other = {**snap(77, {"svc-2": entry(attempts=[[int(now), 3]])}), "at": now}
+    other = {**snap(77, {"svc-2": entry(second=int(now), attempts=[3])}), "at": now}
     state = page_state(proxy, 4242, [other], [])
     rows = {r["instance"]: r for r in state["services"][0]["instances"]}
     assert (rows["svc-1"]["requests_last_minute"], rows["svc-2"]["requests_last_minute"]) == (1, 3)
@@ -195,7 +207,7 @@ def test_explain_counts_another_workers_traffic_but_picks_with_its_own_balancer(
     proxy, _ = build(Upstreams({}), [service("svc", 1, 2)], admin_detail=True)
     now = time.monotonic()
     # The other worker ejected svc-1; this one did not, so its balancer may still pick it.
-    out = entry(attempts=[[int(now), 5]], ejections=1, ejection=ejection(now - 1, now + 60))
+    out = entry(second=int(now), attempts=[5], ejections=1, ejection=ejection(now - 1, now + 60))
     other = {**snap(77, {"svc-1": out}), "at": now}
     body = explain(proxy, "/svc/", random.Random(1), others=[other])
     rows = {c["instance"]: c for c in body["candidates"]}
@@ -225,13 +237,11 @@ def test_a_worker_snapshot_round_trips_through_the_folder(tmp_path: Path) -> Non
     with proxy.stats.get("svc-2").track(proxy.stats.decay):
         pass
     # The writer is this process; a reader in another (live) process sees its file.
-    StateShare(str(tmp_path), proxy, os.getpid()).publish()
+    asyncio.run(StateShare(str(tmp_path), proxy, os.getpid()).publish())
     found, silent = StateShare(str(tmp_path), proxy, pid=1).others(time.monotonic())
     assert silent == [] and [s["pid"] for s in found] == [os.getpid()]
-    assert series(found[0]["instances"]["svc-2"]["attempts"], time.monotonic())[-2:] in (
-        [0, 1],
-        [1, 0],  # the second turned between the write and the read
-    )
+    written = found[0]["instances"]["svc-2"]
+    assert sum(series(written["attempts"], written["second"], time.monotonic())) == 1
     forget(str(tmp_path), os.getpid())
     assert list(tmp_path.iterdir()) == []
 
