@@ -12,7 +12,7 @@ that is gone is skipped (its master removes it too). :mod:`gateway.worker_merge`
 
 A snapshot holds one entry per instance that this worker has talked to and Consul still
 lists, so its size is bounded by the catalog; a window's counts go in newest first, without the
-idle seconds that end it.
+idle seconds that end it (40 KiB for 100 instances busy every second, 0.4 MiB for 1,000).
 """
 
 from __future__ import annotations
