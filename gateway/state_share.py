@@ -103,6 +103,7 @@ class StateShare:
     def __init__(self, folder: str, proxy: Proxy, pid: int) -> None:
         self.folder, self.proxy, self.pid = Path(folder), proxy, pid
         self._last_error = ""
+        self._warned: dict[int, str] = {}  # pid: what was wrong with its file, logged once
 
     async def publish(self) -> None:
         """Write this worker's snapshot (a whole file or none: write, then rename).
@@ -142,12 +143,17 @@ class StateShare:
             if pid is None or pid == self.pid or not _alive(pid):
                 continue
             try:
-                snap = _read(path, now)
+                snap = _read(path, pid, now)
             except FileNotFoundError:
                 continue  # the worker exited between the listing and the read
-            if snap is None:
+            except SnapshotError as exc:
+                if self._warned.get(pid) != str(exc):  # the page asks every second: log once
+                    log.warning("ignoring the worker snapshot %s: %s", path, exc)
+                self._warned[pid] = str(exc)
                 silent.append({"pid": pid, "why": "unreadable snapshot"})
-            elif now - snap["at"] > MAX_AGE:
+                continue
+            self._warned.pop(pid, None)
+            if now - snap["at"] > MAX_AGE:
                 silent.append({"pid": pid, "why": f"no snapshot for {now - snap['at']:.0f} s"})
             else:
                 found.append(snap)
@@ -171,16 +177,19 @@ def _alive(pid: int) -> bool:
     return True
 
 
-def _read(path: Path, now: float) -> Snapshot | None:
-    """The snapshot in *path*, or None (logged) if it is not one this gateway wrote."""
+class SnapshotError(ValueError):
+    """A file in the shared folder is not a snapshot this gateway's workers write."""
+
+
+def _read(path: Path, pid: int, now: float) -> Snapshot:
+    """The snapshot of worker *pid* in *path*; SnapshotError if it is not a whole one."""
     try:
         snap: Snapshot = json.loads(path.read_bytes())
         merge([snap], now)  # every field the merge reads is there and of the right type
-        if not isinstance(snap["pid"], int) or not isinstance(snap["at"], float):
-            raise TypeError("pid or at")
     except FileNotFoundError:
         raise
     except (OSError, ValueError, KeyError, TypeError, AttributeError, IndexError) as exc:
-        log.warning("ignoring the worker snapshot %s: %s", path, exc)
-        return None
+        raise SnapshotError(f"{type(exc).__name__}: {exc}") from exc
+    if snap["pid"] != pid or not isinstance(snap["at"], float):
+        raise SnapshotError("its pid or time is not that of the worker it is named after")
     return snap
