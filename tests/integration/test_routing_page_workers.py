@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import signal
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -36,7 +37,11 @@ def gateway(
     wait_for(lambda: len(passing_ids(consul.addr, "echo")) == 2, 15, "two passing echoes")
     token_file = tmp_path_factory.mktemp("secrets") / "admin-token"
     token_file.write_text(TOKEN)
-    gw = start_gateway(GATEWAY_ADMIN_TOKEN_FILE=str(token_file), WEB_CONCURRENCY="2")
+    gw = start_gateway(
+        GATEWAY_ADMIN_TOKEN_FILE=str(token_file),
+        WEB_CONCURRENCY="2",
+        PROMETHEUS_MULTIPROC_DIR=str(tmp_path_factory.mktemp("metrics")),
+    )
     wait_for(lambda: len(state(gw)["worker"]["answered"]) == 2, 15, "both workers sharing")
     return gw
 
@@ -114,6 +119,24 @@ def test_a_bad_worker_parameter_is_refused_naming_it(gateway: Process) -> None:
     assert response.status_code == 400
     body = response.json()
     assert body["error"] == "bad_parameter" and body["parameter"] == "worker"
+
+
+def test_a_corrupt_snapshot_is_named_not_counted_and_never_an_error(gateway: Process) -> None:
+    (folder,) = Path(gateway.env["PROMETHEUS_MULTIPROC_DIR"]).glob("gateway-metrics-*/workers")
+    # Named after a live process (this test's), so only its content is wrong.
+    corrupt = folder / f"{os.getpid()}.json"
+    corrupt.write_text('{"pid": ')
+    try:
+        body = wait_for(
+            lambda: (b := state(gateway))["worker"]["not_answering"] and b, 5, "the bad file named"
+        )
+        assert body["worker"]["not_answering"] == [
+            {"pid": os.getpid(), "why": "unreadable snapshot"}
+        ]
+        assert len(body["worker"]["answered"]) == 2 and echo_total(body) == REQUESTS
+    finally:
+        corrupt.unlink()
+    assert "ignoring the worker snapshot" in gateway.log()
 
 
 def test_a_killed_workers_snapshot_is_dropped(gateway: Process) -> None:
