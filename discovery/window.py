@@ -40,6 +40,22 @@ class MinuteCounter:
             out.append(self._counts[i] if self._seconds[i] == second else 0)
         return out
 
+    def by_age(self, now: float) -> list[int]:
+        """The counts of the window's seconds, *now*'s first, without the zeros that end it.
+
+        For the workers' shared snapshots (``gateway/state_share.py``): one pass over the
+        buckets, and short for an instance that saw no event lately.
+        """
+        newest = int(now)
+        out = [0] * WINDOW_SECONDS
+        for second, count in zip(self._seconds, self._counts, strict=True):
+            age = newest - second
+            if 0 <= age < WINDOW_SECONDS:
+                out[age] = count
+        while out and not out[-1]:
+            out.pop()
+        return out
+
     def total(self, now: float) -> int:
         """How many events the last ``WINDOW_SECONDS`` seconds saw, *now* included."""
         return sum(self.series(now))

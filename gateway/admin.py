@@ -1,7 +1,8 @@
 """The gateway's admin API under ``/_gateway/``, served by Flask off the hot path.
 
 ``/_gateway/`` is the live routing page (static files of ``gateway/routing_page/``), open
-without the token since it holds no data; it reads ``/_gateway/state``, which needs it.
+without the token since it holds no data; it reads ``/_gateway/state``, which needs it, and
+which adds up every worker's counters (``gateway/state_share.py``).
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from gateway import metrics
 from gateway.explain import BadParameter, checked_path, explain
 from gateway.proxy import Proxy
 from gateway.routing_view import page_state
+from gateway.state_share import StateShare
 
 bp = Blueprint("admin", __name__, url_prefix="/_gateway")
 
@@ -130,8 +132,22 @@ def page(name: str) -> ResponseReturnValue:
 
 @bp.get("/state")
 def state() -> ResponseReturnValue:
-    """The routing page's data, as the worker that answers sees it (it names itself)."""
-    return jsonify(page_state(_proxy(), os.getpid())), 200, {"Cache-Control": "no-store"}
+    """The routing page's data: every worker's counters added up; ``?worker=self``: this one's."""
+    which = request.args.getlist("worker")
+    if which not in ([], ["self"]):
+        return _error(400, "bad_parameter", "worker: 'self' or left out", parameter="worker")
+    share = _share()
+    if which or share is None:
+        body = page_state(_proxy(), os.getpid())
+    else:
+        body = page_state(_proxy(), os.getpid(), *share.others(time.monotonic()))
+    return jsonify(body), 200, {"Cache-Control": "no-store"}
+
+
+def _share() -> StateShare | None:
+    """This worker's end of the shared folder; None outside gunicorn (tests, one process)."""
+    share: StateShare | None = current_app.extensions.get("state_share")
+    return share
 
 
 @bp.get("/explain")
@@ -141,7 +157,9 @@ def explain_path() -> ResponseReturnValue:
         path = checked_path(request.args.getlist("path"))
     except BadParameter as exc:
         return _error(400, "bad_parameter", str(exc), parameter=exc.name)
-    return jsonify(explain(_proxy(), path))
+    share = _share()
+    others = share.others(time.monotonic())[0] if share is not None else None
+    return jsonify(explain(_proxy(), path, others=others))
 
 
 @bp.get("/metrics")

@@ -4,11 +4,13 @@ The answer walks the proxy's own steps for a first attempt: the route (and why t
 services' routes do not match), the candidate instances and the reasons any is skipped, and
 the instance the balancer would choose now. The balancer is asked for a *preview*, drawn from
 a private random generator: explaining changes no counter, takes no retry budget and moves no
-round-robin turn.
+round-robin turn. The pick, and which candidates it may draw from, are those of the worker that
+answers (ejection is each worker's own); the candidates' traffic adds up every worker's.
 """
 
 from __future__ import annotations
 
+import os
 import random
 import time
 from typing import Any
@@ -16,7 +18,8 @@ from typing import Any
 from discovery.stats import InstanceStats
 from gateway.policy import has_dot_segment, is_admin_path
 from gateway.proxy import Proxy
-from gateway.routing_view import instance_json, instance_views, route_notes
+from gateway.routing_view import gathered, instance_json, instance_views, route_notes
+from gateway.worker_merge import Snapshot, merge_instance
 
 MAX_PATH = 2048
 
@@ -54,9 +57,18 @@ def _load(stats: InstanceStats | None) -> dict[str, Any]:
     return {"in_flight": stats.outstanding, "latency_ewma_ms": round(stats.ewma * 1000, 3)}
 
 
-def explain(proxy: Proxy, path: str, rng: random.Random | None = None) -> dict[str, Any]:
-    """What a request for *path* (already checked) would meet, as JSON-ready data."""
+def explain(
+    proxy: Proxy,
+    path: str,
+    rng: random.Random | None = None,
+    others: list[Snapshot] | None = None,
+) -> dict[str, Any]:
+    """What a request for *path* (already checked) would meet, as JSON-ready data.
+
+    *others* are the other workers' snapshots, whose traffic the candidates' rows add up.
+    """
     now = time.monotonic()
+    pid = os.getpid()
     notes = route_notes(proxy)
     matched = proxy.routes.match(path)
     chosen = matched[0].service if matched else None
@@ -93,7 +105,17 @@ def explain(proxy: Proxy, path: str, rng: random.Random | None = None) -> dict[s
         return body
     detail = proxy.settings.admin_detail
     views = instance_views(proxy, route.service, now)
-    body["candidates"] = [instance_json(v, detail, now) for v in views]
+    merged = gathered(proxy, pid, others or [], now)["instances"]
+    body["worker"] = {
+        "pid": pid,
+        "workers_counted": 1 + len(others or []),
+        "note": "candidates' traffic: every worker that answered; which candidates are "
+        "eligible, and the pick: the balancer of this worker, which answered",
+    }
+    body["candidates"] = [
+        instance_json(v, detail, merged.get(v.instance.id) or merge_instance([], now))
+        for v in views
+    ]
     for candidate in body["candidates"]:
         del candidate["requests_per_second"]  # the page's sparkline; noise here
     eligible = [v for v in views if v.routed]
@@ -111,7 +133,8 @@ def explain(proxy: Proxy, path: str, rng: random.Random | None = None) -> dict[s
             {"instance": label[i.id], "cost": round(cost, 6), **_load(proxy.stats.find(i.id))}
             for i, cost in preview.sampled
         ],
-        "note": "a preview: a real request draws again, so it may pick another instance",
+        "note": f"a preview of the balancer of worker {pid}: a real request draws again, "
+        "maybe in another worker, so it may pick another instance",
     }
     body["answer"] = {"status": None, "forwarded_to": label[preview.choice.id]}
     return body

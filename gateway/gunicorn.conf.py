@@ -31,6 +31,9 @@ METRICS_DIR = tempfile.mkdtemp(
     prefix="gateway-metrics-", dir=os.environ.get("PROMETHEUS_MULTIPROC_DIR") or None
 )
 os.environ["PROMETHEUS_MULTIPROC_DIR"] = METRICS_DIR
+# The workers' routing state for the routing page (gateway/state_share.py), inside that folder.
+STATE_DIR = os.path.join(METRICS_DIR, "workers")
+os.mkdir(STATE_DIR, 0o700)
 
 
 def on_exit(server: Any) -> None:
@@ -38,11 +41,19 @@ def on_exit(server: Any) -> None:
     shutil.rmtree(METRICS_DIR, ignore_errors=True)
 
 
+def post_fork(server: Any, worker: Any) -> None:
+    """Tell the new worker where the workers share their routing state."""
+    worker.state_dir = STATE_DIR
+
+
 def child_exit(server: Any, worker: Any) -> None:
-    """Drop the live gauges of a worker that exited (its counters keep counting)."""
+    """Drop the live gauges and the routing state of a worker that exited."""
     from prometheus_client import multiprocess
 
+    from gateway import state_share
+
     multiprocess.mark_process_dead(worker.pid)
+    state_share.forget(STATE_DIR, worker.pid)
 
 
 wsgi_app = "gateway.app:create_app()"

@@ -3,7 +3,9 @@
 Shared by the routing page's data (``/_gateway/state``) and ``/_gateway/explain``. The reads
 run in an admin thread while the event loop keeps routing: the snapshots (the watcher's
 services, the proxy's route table) are replaced, never mutated, and the counters a read may
-catch mid-update only make the view a request old.
+catch mid-update only make the view a request old. The counters shown are this worker's, read
+live, added to the other workers' snapshots (:mod:`gateway.state_share`,
+:mod:`gateway.worker_merge`); Consul's view and the routes are the same in every worker.
 
 Without ``GATEWAY_ADMIN_DETAIL`` an instance is named by its place in its service
 (``catalog#2``, in instance-ID order, the same in every worker) and its address, node and
@@ -13,15 +15,17 @@ check output are left out, as on ``/_gateway/routes``.
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from discovery.model import MAINTENANCE, PASSING, Instance
-from discovery.stats import InstanceStats
 from discovery.window import WINDOW_SECONDS
 from gateway.policy import within
 from gateway.proxy import Proxy
 from gateway.routing import NAME, route_for
+from gateway.state_share import snapshot
+from gateway.worker_merge import Snapshot, merge, merge_instance
 
 
 @dataclass(frozen=True)
@@ -36,17 +40,21 @@ class RouteNote:
 
 @dataclass(frozen=True)
 class InstanceView:
-    """One instance as the balancer sees it: routed to or not, and every reason why not."""
+    """One instance as the balancers see it: routed to or not, and every reason why not.
+
+    Ejection is each worker's own: *ejected_by* workers have it out (the panic threshold may
+    still send it traffic, *ejection_ignored*); it is excluded only when every worker has it out.
+    """
 
     instance: Instance
     label: str
     excluded: tuple[str, ...]
-    stats: InstanceStats | None
+    ejected_by: int
     ejection_ignored: bool  # ejected, but the panic threshold routes to it anyway
 
     @property
     def routed(self) -> bool:
-        """Whether the balancer may choose this instance now."""
+        """Whether a balancer may choose this instance now."""
         return not self.excluded
 
 
@@ -76,23 +84,32 @@ def route_notes(proxy: Proxy) -> dict[str, RouteNote]:
     return notes
 
 
-def instance_views(proxy: Proxy, name: str, now: float) -> list[InstanceView]:
-    """Every instance of service *name*, with the reasons the balancer would skip it.
+def instance_views(
+    proxy: Proxy, name: str, now: float, ejected: Sequence[frozenset[str]] | None = None
+) -> list[InstanceView]:
+    """Every instance of service *name*, with the reasons the balancers would skip it.
 
     Mirrors the proxy's choice of a first attempt: passing in Consul, inside
     ``GATEWAY_UPSTREAM_CIDRS``, and not ejected, unless too few would be left (the panic
-    threshold) or it is the only passing instance.
+    threshold) or it is the only passing instance. *ejected* holds the IDs each worker has
+    ejected; by default, this worker's only.
     """
     listed = proxy.watcher.services.get(name)
     if listed is None:
         return []
     routable = proxy.services.get(name)
-    passing = routable.passing if routable is not None else ()
-    ejected = {i.id for i in passing if proxy.stats.is_ejected(i.id, now)}
-    panic = bool(ejected) and (
-        len(passing) == 1
-        or len(passing) - len(ejected) < proxy.settings.panic_threshold * len(passing)
-    )
+    passing = {i.id for i in routable.passing} if routable is not None else set()
+    if ejected is None:
+        ejected = [frozenset(i for i in passing if proxy.stats.is_ejected(i, now))]
+    # Per worker: the passing instances it ejected, and whether its panic threshold ignores them.
+    verdicts = []
+    for out in ejected:
+        out = out & passing
+        panic = bool(out) and (
+            len(passing) == 1
+            or len(passing) - len(out) < proxy.settings.panic_threshold * len(passing)
+        )
+        verdicts.append((out, panic))
     has_route = any(r.service == name for r in proxy.routes.routes)
     cidrs = proxy.settings.upstream_cidrs
     views = []
@@ -106,58 +123,16 @@ def instance_views(proxy: Proxy, name: str, now: float) -> list[InstanceView]:
             excluded.append("maintenance")
         elif instance.status != PASSING:
             excluded.append(f"consul_{instance.status}")
-        if instance.id in ejected and not panic:
+        by = [panic for out, panic in verdicts if instance.id in out]
+        if by and len(by) == len(verdicts) and not any(by):
             excluded.append("ejected")
         label = instance.id if proxy.settings.admin_detail else f"{name}#{place}"
-        views.append(
-            InstanceView(
-                instance,
-                label,
-                tuple(excluded),
-                proxy.stats.find(instance.id),
-                instance.id in ejected and panic,
-            )
-        )
+        views.append(InstanceView(instance, label, tuple(excluded), len(by), any(by)))
     return views
 
 
-def stats_json(stats: InstanceStats | None, now: float) -> dict[str, Any]:
-    """An instance's load, traffic, failures and ejection, with times as ages in seconds."""
-    measured = stats is not None
-    if stats is None:
-        stats = InstanceStats()  # never talked to: all zeros
-    series = stats.attempts.series(now)
-    body: dict[str, Any] = {
-        "in_flight": stats.outstanding,
-        "latency_ewma_ms": round(stats.ewma * 1000, 3) if measured else None,
-        "requests_last_minute": sum(series),
-        "requests_per_second": series,
-        "failures_last_minute": stats.failures.total(now),
-        "consecutive_failures": stats.consecutive_failures,
-        "last_failure": None,
-        "ejection": None,
-        "ejections_total": stats.ejections,
-    }
-    if stats.last_failure:
-        body["last_failure"] = {
-            "reason": stats.last_failure,
-            "seconds_ago": round(now - stats.last_failure_at, 1),
-        }
-    if stats.ejections:
-        body["ejection"] = {
-            "active": stats.ejected_until > now,
-            "reason": stats.ejection_reason,
-            "failures": stats.ejection_failures,
-            "since_seconds_ago": round(now - stats.ejected_at, 1),
-            # Ends early once Consul has seen the instance down and passing again.
-            "ends_in_seconds": round(max(0.0, stats.ejected_until - now), 1),
-            "until_consul_reports_it_back": stats.awaiting_consul,
-        }
-    return body
-
-
-def instance_json(view: InstanceView, detail: bool, now: float) -> dict[str, Any]:
-    """One row of the routing page."""
+def instance_json(view: InstanceView, detail: bool, row: dict[str, Any]) -> dict[str, Any]:
+    """One row of the routing page: the view, then the traffic *row* of the workers merged."""
     instance = view.instance
     body: dict[str, Any] = {
         "instance": view.label,
@@ -172,18 +147,38 @@ def instance_json(view: InstanceView, detail: bool, now: float) -> dict[str, Any
         body["checks"] = [
             {"name": c.name, "status": c.status, "output": c.output} for c in instance.checks
         ]
-    body.update(stats_json(view.stats, now))
+    body.update(row)
     return body
 
 
-def page_state(proxy: Proxy, pid: int) -> dict[str, Any]:
-    """Everything the routing page shows, as this worker (process *pid*) sees it."""
+def gathered(proxy: Proxy, pid: int, others: list[Snapshot], now: float) -> dict[str, Any]:
+    """This worker's live counters merged with the other workers' *others* snapshots."""
+    return merge([snapshot(proxy, pid, now), *others], now)
+
+
+def page_state(
+    proxy: Proxy,
+    pid: int,
+    others: list[Snapshot] | None = None,
+    silent: list[dict[str, Any]] | None = None,
+) -> dict[str, Any]:
+    """Everything the routing page shows: this worker (process *pid*) and the *others*.
+
+    *others* are the other workers' snapshots (None: this worker's view alone); *silent*
+    names the workers whose snapshot was missing, stale or unreadable.
+    """
     now = time.monotonic()
     detail = proxy.settings.admin_detail
     status = proxy.watcher.status()
+    view = gathered(proxy, pid, others or [], now)
     services = []
     for name, note in route_notes(proxy).items():
-        rows = [instance_json(v, detail, now) for v in instance_views(proxy, name, now)]
+        rows = [
+            instance_json(
+                v, detail, view["instances"].get(v.instance.id) or merge_instance([], now)
+            )
+            for v in instance_views(proxy, name, now, view["ejected"])
+        ]
         total = sum(r["requests_last_minute"] for r in rows)
         for row in rows:
             row["share"] = round(row["requests_last_minute"] / total, 4) if total else None
@@ -197,12 +192,25 @@ def page_state(proxy: Proxy, pid: int) -> dict[str, Any]:
                 "instances": rows,
             }
         )
+    answered = sorted([pid, *(s["pid"] for s in others or [])])
+    silent = silent or []
     return {
-        "worker": {"pid": pid, "workers": proxy.settings.workers},
+        "worker": {
+            "pid": pid,  # the worker that answered
+            "workers": proxy.settings.workers,
+            "merged": others is not None,
+            "answered": answered,
+            "not_answering": silent,
+            # Started but not yet written a snapshot, or exited and not yet replaced.
+            "missing": max(0, proxy.settings.workers - len(answered) - len(silent))
+            if others is not None
+            else None,
+        },
         "detail": detail,
         "window_seconds": WINDOW_SECONDS,
         "consul": {
-            "last_sync_age_seconds": status["last_sync_age_seconds"],
+            # The freshest read of any worker; the rest is as the answering worker sees it.
+            "last_sync_age_seconds": view["last_sync_age_seconds"],
             # A blocking query answers at least this often while Consul is up.
             "watch_wait_seconds": proxy.settings.watch_wait,
             "stale_after_seconds": proxy.settings.stale_after,
@@ -210,6 +218,6 @@ def page_state(proxy: Proxy, pid: int) -> dict[str, Any]:
             "from_snapshot_file": status["from_snapshot_file"],
             "last_error": status["last_error"] if detail else None,
         },
-        "retry_budget": proxy.budget.usage(),
+        "retry_budget": view["retry_budget"],
         "services": services,
     }

@@ -3,9 +3,10 @@
 gunicorn stays the process manager: it binds the sockets, forks and supervises workers,
 restarts dead ones and drives graceful shutdown. Each worker runs one event loop that accepts on
 the shared sockets with :class:`gateway.front.FrontServer`, and tells the master it is alive
-once a second. On SIGTERM a worker stops accepting, closes idle connections, lets busy ones
-finish their current answer (up to ``graceful_timeout``) and exits; SIGQUIT and SIGINT exit at
-once, as with gunicorn's own workers.
+once a second, when it also shares its routing state for the routing page
+(:mod:`gateway.state_share`). On SIGTERM a worker stops accepting, closes idle connections, lets
+busy ones finish their current answer (up to ``graceful_timeout``) and exits; SIGQUIT and SIGINT
+exit at once, as with gunicorn's own workers.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from gunicorn.workers.base import Worker  # type: ignore[import-untyped]
 from gateway import metrics
 from gateway.app import Gateway
 from gateway.front import FrontServer
+from gateway.state_share import StateShare
 
 HEARTBEAT = 1.0
 
@@ -34,6 +36,8 @@ class EventLoopWorker(Worker):  # type: ignore[misc]
         super().__init__(*args, **kwargs)
         self.loop: asyncio.AbstractEventLoop | None = None
         self._wake: asyncio.Event | None = None
+        # Where the workers share their routing state; set by the master's post_fork hook.
+        self.state_dir: str | None = None
 
     def init_process(self) -> None:
         self.loop = uvloop.new_event_loop()
@@ -89,9 +93,13 @@ class EventLoopWorker(Worker):  # type: ignore[misc]
             )
         front.start(loop)
         admin.start(loop)
+        share = StateShare(self.state_dir, gateway.proxy, os.getpid()) if self.state_dir else None
+        gateway.admin_app.extensions["state_share"] = share
         self._wake = asyncio.Event()
         while self.alive:
             self.notify()
+            if share is not None:
+                await share.publish()  # for the routing page, whichever worker is asked
             if self.ppid != os.getppid():
                 self.log.info("Parent changed, shutting down: %s", self)
                 break
@@ -108,6 +116,8 @@ class EventLoopWorker(Worker):  # type: ignore[misc]
                 await asyncio.sleep(0.05)
         front.stop()
         admin.stop()
+        if share is not None:
+            share.remove()
         metrics.TALLY.flush()
         if gateway.proxy.spans is not None:
             gateway.proxy.spans.flush(loop)  # queued for export; sent at exit (discovery/otlp.py)

@@ -1,7 +1,7 @@
 """Takes the README's screenshot of the routing page: ``docs/routing-page.png``.
 
-Starts the bundled registry, three catalog instances, two echo instances and a gateway (one
-worker, admin token set) on loopback, then makes the page worth a look: one echo instance
+Starts the bundled registry, three catalog instances, two echo instances and a gateway (two
+workers, whose counts the page adds up; admin token set) on loopback, then makes the page worth a look: one echo instance
 answers 503 to everything (the gateway retries its GETs elsewhere and ejects it) and one catalog
 instance is killed with SIGKILL (refused connections eject it, and Consul's check turns
 critical). A bounded loop of requests runs meanwhile. Once the page, in headless Chromium,
@@ -25,6 +25,7 @@ from registry.launcher import free_port, run_consul_double
 from tests.integration.browser import headless_chromium, page_rows
 from tests.integration.harness import (
     ROOT,
+    SERVICE_CONF,
     Process,
     gateway_env,
     passing_ids,
@@ -43,13 +44,15 @@ def start(name: str, conf: str, env: dict[str, str], port: int, logs: Path) -> P
 
 
 def traffic(gateway: Process, until: float) -> int:
-    """Requests to catalog and echo, as fast as one client goes, until *until* or the cap."""
+    """Requests to catalog and echo, until *until* or the cap.
+
+    A connection each (no session), so that the kernel spreads them over both workers.
+    """
     sent = 0
-    with requests.Session() as session:
-        while sent < MAX_REQUESTS and time.monotonic() < until:
-            path = "/echo/" if sent % 3 == 0 else "/catalog/items"
-            session.get(f"{gateway.url}{path}", timeout=5)
-            sent += 1
+    while sent < MAX_REQUESTS and time.monotonic() < until:
+        path = "/echo/" if sent % 3 == 0 else "/catalog/items"
+        requests.get(f"{gateway.url}{path}", timeout=5)
+        sent += 1
     return sent
 
 
@@ -66,14 +69,14 @@ def main(output: Path) -> int:
                         port = free_port()
                         env = service_env(name, port, consul.addr)
                         procs.append(
-                            start(f"{name}-{port}", f"services/{name}/gunicorn.conf.py", env, port, logs)
+                            start(f"{name}-{port}", SERVICE_CONF, env, port, logs)
                         )  # fmt: skip
                 for proc in procs:
                     proc.wait_http("/health", timeout=30)
                 wait_for(lambda: len(passing_ids(consul.addr, "catalog")) == 3, 20, "catalogs")
                 port = free_port()
                 env = gateway_env(
-                    port, consul.addr, GATEWAY_ADMIN_TOKEN_FILE=str(token_file), WEB_CONCURRENCY="1"
+                    port, consul.addr, GATEWAY_ADMIN_TOKEN_FILE=str(token_file), WEB_CONCURRENCY="2"
                 )
                 gateway = start(f"gateway-{port}", "gateway/gunicorn.conf.py", env, port, logs)
                 procs.append(gateway)

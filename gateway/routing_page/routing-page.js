@@ -22,6 +22,7 @@
   };
 
   let token = takeToken();
+  let workerCount = 1; // how many workers the last state added up
 
   // A token in the fragment (#token=...) moves to this tab's sessionStorage and leaves the
   // address bar, so it is neither bookmarked nor shown; fragments are never sent to a server.
@@ -87,8 +88,30 @@
       `${budget.retries} of ${budget.allowed} retries used in the last ${budget.window_seconds} s ` +
       `(${budget.requests} requests); ${budget.granted_total} granted, ` +
       `${budget.denied_total} denied since start`;
-    document.getElementById("worker").textContent =
-      `worker pid ${state.worker.pid}, one of ${state.worker.workers}`;
+    const workers = document.getElementById("worker");
+    workers.textContent = workersText(state.worker);
+    const short = state.worker.not_answering.length || state.worker.missing;
+    workers.className = `value ${short ? "bad" : ""}`;
+  }
+
+  function workersText(worker) {
+    if (!worker.merged) return `worker pid ${worker.pid} only, one of ${worker.workers}`;
+    const counted = worker.answered.length;
+    if (worker.workers === 1 && counted === 1) return `the only worker, pid ${worker.pid}`;
+    let text =
+      counted === worker.workers
+        ? `all ${counted} workers added up`
+        : `${counted} of ${worker.workers} workers added up`;
+    for (const silent of worker.not_answering) text += `; pid ${silent.pid}: ${silent.why}`;
+    if (worker.missing) text += `; ${worker.missing} not sharing yet`;
+    return `${text} (answered by pid ${worker.pid})`;
+  }
+
+  // "ejected by 1 of 2 workers": each worker ejects on its own.
+  function ejectedBy(row) {
+    const counted = workerCount;
+    if (counted < 2 || !row.ejected_by_workers) return "";
+    return `ejected by ${row.ejected_by_workers} of ${counted} workers`;
   }
 
   function sparkline(series) {
@@ -130,10 +153,11 @@
       ? `until Consul reports it back (at most ${seconds(ejection.ends_in_seconds)})`
       : `for ${seconds(ejection.ends_in_seconds)} more`;
     const note = row.ejection_ignored_by_panic_threshold ? " (panic threshold: used anyway)" : "";
+    const by = ejectedBy(row);
     return el(
       "td",
-      { class: "ejected", "data-ejected": "true" },
-      `${why}; since ${seconds(ejection.since_seconds_ago)} ago, ${until}${note}`,
+      { class: "ejected", "data-ejected": "true", "data-ejected-by": row.ejected_by_workers },
+      `${by ? `${by}: ` : ""}${why}; since ${seconds(ejection.since_seconds_ago)} ago, ${until}${note}`,
     );
   }
 
@@ -160,7 +184,9 @@
       el(
         "td",
         { class: row.routed ? "good" : "bad" },
-        row.routed ? "yes" : `no: ${row.excluded.map(reason).join(", ")}`,
+        row.routed
+          ? `yes${ejectedBy(row) ? ` (${ejectedBy(row)})` : ""}`
+          : `no: ${row.excluded.map(reason).join(", ")}`,
       ),
       el("td", { class: "num" }, row.in_flight),
       trafficCell(row),
@@ -195,6 +221,7 @@
   }
 
   function render(state) {
+    workerCount = state.worker.answered.length;
     renderFacts(state);
     const main = document.getElementById("services");
     const sections = state.services.map(serviceSection);

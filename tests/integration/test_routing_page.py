@@ -36,7 +36,8 @@ def gateway(
 ) -> Process:
     token_file = tmp_path_factory.mktemp("secrets") / "admin-token"
     token_file.write_text(TOKEN + "\n")
-    # One worker, so that every request below is counted where /_gateway/state reads.
+    # One worker, so that every request below is counted at once where /_gateway/state reads
+    # (another worker's share arrives within a second: see test_routing_page_workers.py).
     gw = start_gateway(GATEWAY_ADMIN_TOKEN_FILE=str(token_file), WEB_CONCURRENCY="1")
     wait_for(lambda: routed_instances(gw, "echo") == 2, 15, "both echoes routed")
     return gw

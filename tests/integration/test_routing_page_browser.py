@@ -49,6 +49,9 @@ def test_the_page_asks_for_the_token_and_then_shows_the_instances(gateway: Proce
         rows = wait_for(lambda: page_rows(driver, "catalog"), 20, "the page to list catalog")
         assert sorted(r["status"] for r in rows) == ["passing", "passing"]
         assert not driver.find_element(By.ID, "login").is_displayed()
+        # The harness starts two workers; the page adds both up once both have shared.
+        wait_for(lambda: driver.find_element(By.ID, "worker").text.startswith(
+            "all 2 workers added up (answered by pid "), 20, "the page to add up both workers")  # fmt: skip
 
 
 def test_the_page_turns_a_killed_instance_critical(

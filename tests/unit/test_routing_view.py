@@ -289,7 +289,9 @@ def test_the_page_state_shares_traffic_per_service_and_names_the_worker() -> Non
             with proxy.stats.get(instance_id).track(proxy.stats.decay):
                 pass
     state = page_state(proxy, pid=4242)
-    assert state["worker"] == {"pid": 4242, "workers": 2}
+    worker = state["worker"]
+    assert (worker["pid"], worker["workers"], worker["answered"]) == (4242, 2, [4242])
+    assert worker["merged"] is False and worker["missing"] is None  # no other worker asked
     assert state["consul"]["last_sync_age_seconds"] is None  # never synced: no answer yet
     (svc,) = state["services"]
     assert svc["requests_last_minute"] == 4
