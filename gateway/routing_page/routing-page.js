@@ -29,9 +29,14 @@
   function takeToken() {
     const match = /(?:^#|&)token=([^&]*)/.exec(location.hash);
     if (match) {
-      const given = decodeURIComponent(match[1]);
-      sessionStorage.setItem(TOKEN_KEY, given);
       history.replaceState(null, "", location.pathname + location.search);
+      let given;
+      try {
+        given = decodeURIComponent(match[1]);
+      } catch (err) {
+        return null;  // a malformed %-escape: the page asks for the token in its form instead
+      }
+      sessionStorage.setItem(TOKEN_KEY, given);
       return given;
     }
     return sessionStorage.getItem(TOKEN_KEY);

@@ -54,6 +54,15 @@ def test_the_page_asks_for_the_token_and_then_shows_the_instances(gateway: Proce
             "all 2 workers added up (answered by pid "), 20, "the page to add up both workers")  # fmt: skip
 
 
+def test_a_malformed_token_fragment_brings_the_form_not_a_broken_page(gateway: Process) -> None:
+    with headless_chromium() as driver:
+        driver.get(f"{gateway.admin_url}/_gateway/#token=%E0%A4%A")  # not a whole %-escape
+        wait_for(lambda: driver.find_element(By.ID, "login").is_displayed(), 20,
+                 "the page to ask for the token")  # fmt: skip
+        assert "token" not in driver.current_url
+        assert [e for e in console_errors(driver) if "URIError" in e] == []
+
+
 def test_the_page_turns_a_killed_instance_critical(
     gateway: Process, catalogs: list[Process]
 ) -> None:
