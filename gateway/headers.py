@@ -10,6 +10,9 @@ copied: the gateway frames each message itself.
 Header names with an underscore are dropped, as nginx does by default: WSGI and CGI servers
 cannot tell ``X_Forwarded_For`` from ``X-Forwarded-For``, and some trust ``SCRIPT_NAME``.
 
+A ``tracestate`` (all its fields joined) is passed on within the W3C limits, 32 members and
+512 characters, cut by whole members beyond them (:func:`discovery.tracing.limit_tracestate`).
+
 Everything works on bytes as llhttp delivers them, and names are lowered once per header; no
 process-wide cache keyed by client input exists.
 """
@@ -17,6 +20,8 @@ process-wide cache keyed by client input exists.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+
+from discovery.tracing import TRACESTATE_CHARS, TRACESTATE_MEMBERS, limit_tracestate
 
 HOP_BY_HOP = frozenset(
     {
@@ -121,6 +126,9 @@ def classify(raw: list[tuple[bytes, bytes]]) -> RequestHeaders:
             h.tracestate = value if not h.tracestate else h.tracestate + b"," + value
     if named - {b"host"}:
         h.forward = [line for line in h.forward if line.split(b":", 1)[0].lower() not in named]
+    if len(h.tracestate) > TRACESTATE_CHARS or h.tracestate.count(b",") >= TRACESTATE_MEMBERS:
+        # Cut by whole members (W3C limits): an upstream may refuse a header field over 8 KiB.
+        h.tracestate = limit_tracestate(h.tracestate.decode("latin-1")).encode("latin-1")
     return h
 
 
@@ -170,9 +178,12 @@ def upstream_head(
         b"X-Forwarded-Host: " + headers.host,
         b"X-Forwarded-Prefix: " + prefix,
         b"X-Request-ID: " + request_id.encode(),
-        *((trace,) if trace else ()),
-        b"Transfer-Encoding: chunked" if length is None else b"Content-Length: %d" % length,
     ]
+    if trace:
+        lines.append(trace)
+    lines.append(
+        b"Transfer-Encoding: chunked" if length is None else b"Content-Length: %d" % length
+    )
     return b"\r\n".join(lines) + b"\r\n\r\n"
 
 
