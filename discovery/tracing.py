@@ -27,7 +27,7 @@ import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from contextvars import ContextVar
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from random import getrandbits
 from typing import NamedTuple, Protocol
 
@@ -111,6 +111,10 @@ class Sampler:
 
     ratio: float = 1.0
     parent_based: bool = True
+    bound: int = field(init=False, repr=False, compare=False)  # lower 64 bits below: sampled
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "bound", round(self.ratio * 2**64))  # frozen: set once here
 
     def flags(self, trace_id: str, parent: TraceParent | None) -> str:
         """The flags of this hop's outgoing ``traceparent``: ``01`` (sampled) or ``00``."""
@@ -121,7 +125,7 @@ class Sampler:
         if self.ratio <= 0.0:
             return NOT_SAMPLED
         # int() of 16 hex digits only here: the default samplers return above.
-        return SAMPLED if int(trace_id[16:], 16) < round(self.ratio * 2**64) else NOT_SAMPLED
+        return SAMPLED if int(trace_id[16:], 16) < self.bound else NOT_SAMPLED
 
 
 DEFAULT_SAMPLER = Sampler()  # parentbased_always_on, OpenTelemetry's default

@@ -126,10 +126,18 @@ def classify(raw: list[tuple[bytes, bytes]]) -> RequestHeaders:
             h.tracestate = value if not h.tracestate else h.tracestate + b"," + value
     if named - {b"host"}:
         h.forward = [line for line in h.forward if line.split(b":", 1)[0].lower() not in named]
-    if len(h.tracestate) > TRACESTATE_CHARS or h.tracestate.count(b",") >= TRACESTATE_MEMBERS:
-        # Cut by whole members (W3C limits): an upstream may refuse a header field over 8 KiB.
-        h.tracestate = limit_tracestate(h.tracestate.decode("latin-1")).encode("latin-1")
     return h
+
+
+def forwarded_tracestate(value: bytes) -> bytes:
+    """*value* within the W3C limits (32 members, 512 characters), cut by whole members.
+
+    Applied only to a ``tracestate`` that is passed on, so only with a valid ``traceparent``
+    (the spec forbids parsing it otherwise). An upstream may refuse a field over 8 KiB.
+    """
+    if len(value) <= TRACESTATE_CHARS and value.count(b",") < TRACESTATE_MEMBERS:
+        return value
+    return limit_tracestate(value.decode("latin-1")).encode("latin-1")
 
 
 _READ = frozenset(

@@ -26,7 +26,12 @@ from discovery.stats import StatsTable
 from discovery.watcher import CatalogWatcher
 from gateway import metrics
 from gateway.errors_json import status_line
-from gateway.headers import RequestHeaders, response_lines, upstream_head
+from gateway.headers import (
+    RequestHeaders,
+    forwarded_tracestate,
+    response_lines,
+    upstream_head,
+)
 from gateway.policy import client_address, has_dot_segment, is_admin_path, routable
 from gateway.pool import Pool
 from gateway.ratelimit import InflightLimiter, Limits, RateLimiter, limits_for, retry_after
@@ -457,7 +462,7 @@ def _trace_lines(req: Request) -> bytes:
     out = req.trace.outgoing
     line = f"traceparent: 00-{out.trace_id}-{out.parent_id}-{out.flags}".encode()
     if req.trace.parent_id and req.headers.tracestate:
-        line += b"\r\ntracestate: " + req.headers.tracestate
+        line += b"\r\ntracestate: " + forwarded_tracestate(req.headers.tracestate)
     return line
 
 
