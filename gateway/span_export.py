@@ -5,8 +5,8 @@ Only built when ``OTEL_TRACES_EXPORTER=otlp`` (then OpenTelemetry is imported, i
 On the hot path a request adds one tuple to a list; a second later :meth:`SpanBuffer.flush`
 turns the tuples into spans (wall-clock times, attributes) and queues them for the SDK's
 batch processor, whose own thread sends them. The conversion runs ``SLICE`` spans per loop
-callback (about 7 ms for 512), the rest in the callbacks after it, so requests keep being
-served in between. The list holds at most the processor's queue (``OTEL_BSP_MAX_QUEUE_SIZE``,
+callback (2 to 8 ms for 512 with the SDK, measured on a busy 2-core machine; all 20,000 at
+once took 289 ms), the rest in the callbacks after it, so requests are served in between. The list holds at most the processor's queue (``OTEL_BSP_MAX_QUEUE_SIZE``,
 2048 by default): more would only be dropped there. What is dropped here is counted and
 logged once per flush, never per span.
 """
