@@ -15,7 +15,10 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
+from collections.abc import Mapping
 from dataclasses import dataclass
+
+VARIABLE = "PROMETHEUS_MULTIPROC_DIR"
 
 
 @dataclass(frozen=True)
@@ -35,8 +38,20 @@ class MetricsDir:
         shutil.rmtree(self.path, ignore_errors=True)
 
 
-def create(prefix: str) -> MetricsDir:
-    """Make the folder and set ``PROMETHEUS_MULTIPROC_DIR`` for the workers to come."""
-    path = tempfile.mkdtemp(prefix=prefix, dir=os.environ.get("PROMETHEUS_MULTIPROC_DIR") or None)
-    os.environ["PROMETHEUS_MULTIPROC_DIR"] = path
+def multiprocess_dir(environ: Mapping[str, str] | None = None) -> str | None:
+    """The multiprocess folder of this process, or None in single-process mode.
+
+    Read once, when a component starts (a worker's ``/metrics`` is served by what was decided
+    then); prometheus_client reads the same variable when it is imported.
+    """
+    e = os.environ if environ is None else environ
+    return e.get(VARIABLE) or None
+
+
+def create(prefix: str, environ: Mapping[str, str] | None = None) -> MetricsDir:
+    """Make the folder (inside ``PROMETHEUS_MULTIPROC_DIR`` if set) and point the variable at it."""
+    path = tempfile.mkdtemp(prefix=prefix, dir=multiprocess_dir(environ))
+    # The one write of the variable, and why it must be one: prometheus_client takes its
+    # multiprocess folder from the environment only, in each worker gunicorn forks from here.
+    os.environ[VARIABLE] = path
     return MetricsDir(path)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import atexit
 import logging
+from urllib.parse import urlsplit
 
 from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
 from opentelemetry.sdk.resources import Resource
@@ -36,7 +37,10 @@ class OtlpSink:
         self.resource = Resource.create(
             {"service.name": settings.service_name, "service.instance.id": instance}
         )
-        self.processor = BatchSpanProcessor(OTLPSpanExporter(endpoint=settings.endpoint))
+        exporter = OTLPSpanExporter(endpoint=settings.endpoint)
+        # The queue size the gateway bounds its own buffer by (the SDK would read the same
+        # OTEL_BSP_MAX_QUEUE_SIZE; passed here so both sides use the one parsed value).
+        self.processor = BatchSpanProcessor(exporter, max_queue_size=settings.queue_size)
 
     def record(self, span: SpanRecord) -> None:
         """Queue one span (the processor drops spans beyond its queue, never blocks)."""
@@ -70,5 +74,18 @@ def install(settings: ExportSettings, instance: str) -> OtlpSink:
     sink = OtlpSink(settings, instance)
     tracing.SINK[:] = [sink]
     atexit.register(sink.shutdown)
-    log.info("exporting spans over OTLP/HTTP to %s", settings.endpoint)
+    log.info("exporting spans over OTLP/HTTP to %s", origin(settings.endpoint))
     return sink
+
+
+def origin(url: str) -> str:
+    """``scheme://host:port`` of *url*: what a log may show (no ``user:pass@``, path or query)."""
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    if ":" in host:
+        host = f"[{host}]"  # an IPv6 address
+    try:
+        port = parts.port or (443 if parts.scheme == "https" else 80)
+    except ValueError:
+        port = None
+    return f"{parts.scheme}://{host}" + (f":{port}" if port else "")

@@ -1,10 +1,17 @@
 """W3C Trace Context (``traceparent``, ``tracestate``) as pure functions, and the current trace.
 
-Every hop takes the incoming ``traceparent`` if it is valid, keeps its trace ID and flags, and
-sends a new parent ID (its own span) onward; an absent or invalid one starts a new trace, and
-then the incoming ``tracestate`` is dropped with it (W3C Trace Context, "Processing model").
-The gateway calls :func:`hop` per request, so it is a regular expression and a random number:
-about a microsecond.
+Every hop takes the incoming ``traceparent`` if it is valid, keeps its trace ID, and sends a
+new parent ID (its own span) onward; an absent or invalid one starts a new trace, and then the
+incoming ``tracestate`` is dropped with it (W3C Trace Context, "Processing model"). Whether a
+trace is sampled is the :class:`Sampler`'s decision (``OTEL_TRACES_SAMPLER``; by default the
+caller's flag, and every new trace). The gateway calls :func:`hop` per request, so it is a
+regular expression and a random number: about a microsecond.
+
+We follow Trace Context Level 1 (the W3C Recommendation): its only flag is ``sampled`` (0x01),
+and "vendors MUST set" the others to zero, so every flag we send is ``00`` or ``01`` (Level 2's
+``random`` flag, 0x02, is not set or forwarded: a continued trace's IDs are not ours to vouch
+for). A ``tracestate`` is passed on whole up to 32 members and 512 characters; a longer one is
+cut by whole members as the spec says (:func:`limit_tracestate`).
 
 A service keeps the trace of the request it is serving in :data:`CURRENT` (a context variable,
 so per thread and per asyncio task); :class:`discovery.ServiceClient` reads it to send a child
@@ -20,7 +27,7 @@ import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from contextvars import ContextVar
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from random import getrandbits
 from typing import NamedTuple, Protocol
 
@@ -31,8 +38,12 @@ from discovery.errors import SettingsError
 # version may append fields after a dash; version 00 may not (checked in parse()).
 _TRACEPARENT = re.compile(r"([0-9a-f]{2})-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})(-.*)?")
 _ZERO_TRACE, _ZERO_SPAN = "0" * 32, "0" * 16
-SAMPLED = "01"
+SAMPLED, NOT_SAMPLED = "01", "00"
 _PROTOBUF = "http/protobuf"
+_ODD = frozenset("13579bdf")  # last hex digits with the sampled bit set
+# W3C limits: at most 32 list-members; a vendor propagates at least 512 characters, and when it
+# must cut, it cuts whole members, those over 128 characters first (Level 1, "tracestate Limits").
+TRACESTATE_MEMBERS, TRACESTATE_CHARS, TRACESTATE_LONG_MEMBER = 32, 512, 128
 
 
 class TraceParent(NamedTuple):
@@ -50,7 +61,7 @@ class TraceParent(NamedTuple):
     def sampled(self) -> bool:
         """Whether the caller records this trace (the flags' lowest bit): only then is it
         exported."""
-        return self.flags[1] in "13579bdf"  # an odd last hex digit, without int()
+        return self.flags[1] in _ODD  # the last hex digit is odd, without int()
 
 
 def parse(value: str | None) -> TraceParent | None:
@@ -58,7 +69,8 @@ def parse(value: str | None) -> TraceParent | None:
 
     Invalid: not lowercase hex, version ``ff``, an all-zero trace or parent ID, a version-00
     header of any length but 55, or a later version whose 55 characters are not followed by
-    the end or a dash (the spec's rules for parsing a version it does not know).
+    the end or a dash (the spec's rules for parsing a version it does not know). The flags come
+    back masked to the sampled bit (``00`` or ``01``): unknown flags are never passed on.
     """
     if not value:
         return None
@@ -70,7 +82,7 @@ def parse(value: str | None) -> TraceParent | None:
         return None
     if trace_id == _ZERO_TRACE or parent_id == _ZERO_SPAN:
         return None
-    return TraceParent(trace_id, parent_id, flags)
+    return TraceParent(trace_id, parent_id, SAMPLED if flags[1] in _ODD else NOT_SAMPLED)
 
 
 def new_span_id() -> str:
@@ -87,6 +99,38 @@ def new_trace_id() -> str:
     return f"{getrandbits(128) or 1:032x}"
 
 
+@dataclass(frozen=True, slots=True)
+class Sampler:
+    """Which traces are sampled, as ``OTEL_TRACES_SAMPLER`` names it (OpenTelemetry's samplers).
+
+    ``always_on`` and ``always_off`` are the ratios 1 and 0. A parent-based sampler keeps the
+    caller's sampled flag and decides only for new traces. The ratio rule is the OpenTelemetry
+    SDK's ``TraceIdRatioBased``: deterministic on the trace ID (its lower 64 bits below
+    ``ratio * 2**64``), so every hop that applies it to one trace decides alike.
+    """
+
+    ratio: float = 1.0
+    parent_based: bool = True
+    bound: int = field(init=False, repr=False, compare=False)  # lower 64 bits below: sampled
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "bound", round(self.ratio * 2**64))  # frozen: set once here
+
+    def flags(self, trace_id: str, parent: TraceParent | None) -> str:
+        """The flags of this hop's outgoing ``traceparent``: ``01`` (sampled) or ``00``."""
+        if parent is not None and self.parent_based:
+            return parent.flags
+        if self.ratio >= 1.0:
+            return SAMPLED
+        if self.ratio <= 0.0:
+            return NOT_SAMPLED
+        # int() of 16 hex digits only here: the default samplers return above.
+        return SAMPLED if int(trace_id[16:], 16) < self.bound else NOT_SAMPLED
+
+
+DEFAULT_SAMPLER = Sampler()  # parentbased_always_on, OpenTelemetry's default
+
+
 class Hop(NamedTuple):
     """What one hop sends on: the outgoing ``traceparent``, and the span it came from."""
 
@@ -94,16 +138,43 @@ class Hop(NamedTuple):
     parent_id: str  # the incoming parent ID, "" when this hop started the trace
 
 
-def hop(incoming: str | None) -> Hop:
-    """Continue the incoming trace with a new span of this hop, or start a sampled one."""
+def start(sampler: Sampler = DEFAULT_SAMPLER) -> Hop:
+    """A new trace with this hop's span as its root, sampled as *sampler* decides."""
+    ids = f"{getrandbits(192):048x}"  # both IDs from one call: this runs per request
+    trace_id, span_id = ids[:32], ids[32:]
+    if trace_id == _ZERO_TRACE or span_id == _ZERO_SPAN:  # once in 2**64: draw again
+        trace_id, span_id = new_trace_id(), new_span_id()
+    return Hop(TraceParent(trace_id, span_id, sampler.flags(trace_id, None)), "")
+
+
+def hop(incoming: str | None, sampler: Sampler = DEFAULT_SAMPLER) -> Hop:
+    """Continue the incoming trace with a new span of this hop, or start a new one."""
     parent = parse(incoming)
     if parent is None:
-        ids = f"{getrandbits(192):048x}"  # both IDs from one call: this runs per request
-        trace_id, span_id = ids[:32], ids[32:]
-        if trace_id == _ZERO_TRACE or span_id == _ZERO_SPAN:  # once in 2**64: draw again
-            trace_id, span_id = new_trace_id(), new_span_id()
-        return Hop(TraceParent(trace_id, span_id, SAMPLED), "")
-    return Hop(TraceParent(parent.trace_id, new_span_id(), parent.flags), parent.parent_id)
+        return start(sampler)
+    flags = sampler.flags(parent.trace_id, parent)
+    return Hop(TraceParent(parent.trace_id, new_span_id(), flags), parent.parent_id)
+
+
+def limit_tracestate(value: str) -> str:
+    """*value* if within 32 members and 512 characters, else cut by whole members.
+
+    The W3C rule for cutting: members over 128 characters go first, then members from the
+    end. Empty members (allowed, and common after joining several fields) are not counted.
+    """
+    if len(value) <= TRACESTATE_CHARS and value.count(",") < TRACESTATE_MEMBERS:
+        return value  # the usual case: one comparison and one count
+    members = [m for m in (m.strip(" \t") for m in value.split(",")) if m]
+    del members[TRACESTATE_MEMBERS:]
+    size = sum(map(len, members)) + len(members) - 1  # with the commas between them
+    for i in reversed(range(len(members))):
+        if size <= TRACESTATE_CHARS:
+            break
+        if len(members[i]) > TRACESTATE_LONG_MEMBER:
+            size -= len(members.pop(i)) + 1
+    while size > TRACESTATE_CHARS:
+        size -= len(members.pop()) + 1
+    return ",".join(members)
 
 
 @dataclass(frozen=True)
@@ -175,24 +246,40 @@ def client_span(name: str, attributes: Mapping[str, str | int]) -> Iterator[dict
         SINK[0].record(span)
 
 
+_SAMPLERS = {  # OTEL_TRACES_SAMPLER's values: (ratio from OTEL_TRACES_SAMPLER_ARG?, parent-based)
+    "always_on": (False, False),
+    "always_off": (False, False),
+    "traceidratio": (True, False),
+    "parentbased_always_on": (False, True),
+    "parentbased_always_off": (False, True),
+    "parentbased_traceidratio": (True, True),
+}
+BSP_QUEUE_SIZE = 2048  # the SDK's default OTEL_BSP_MAX_QUEUE_SIZE
+
+
 @dataclass(frozen=True)
 class ExportSettings:
     """OpenTelemetry export, opt-in with the standard ``OTEL_*`` variables.
 
     On only with ``OTEL_TRACES_EXPORTER=otlp`` (unset means off here, unlike the SDK's own
-    default, so that nothing is sent anywhere unasked), over OTLP/HTTP with protobuf. The SDK
-    itself reads the rest: ``OTEL_EXPORTER_OTLP_HEADERS``, ``..._TIMEOUT``, ``OTEL_BSP_*``.
+    default, so that nothing is sent anywhere unasked), over OTLP/HTTP with protobuf. Then
+    ``OTEL_TRACES_SAMPLER`` (and its ``..._ARG``) decides which new traces are sampled, and
+    ``OTEL_BSP_MAX_QUEUE_SIZE`` bounds what the gateway keeps between flushes. The SDK itself
+    reads the rest: ``OTEL_EXPORTER_OTLP_HEADERS``, ``..._TIMEOUT``, ``OTEL_BSP_*``.
     """
 
     enabled: bool = False
     endpoint: str = ""
     service_name: str = ""
+    sampler: Sampler = DEFAULT_SAMPLER
+    queue_size: int = BSP_QUEUE_SIZE
 
     @classmethod
     def from_env(
         cls, service_name: str, environ: Mapping[str, str] | None = None
     ) -> ExportSettings:
-        """Read ``OTEL_TRACES_EXPORTER``, the OTLP endpoint and protocol, ``OTEL_SERVICE_NAME``."""
+        """Read ``OTEL_TRACES_EXPORTER``, the OTLP endpoint and protocol, ``OTEL_SERVICE_NAME``,
+        the sampler and the batch processor's queue size."""
         e = os.environ if environ is None else environ
         exporter = env.get_choice(e, "OTEL_TRACES_EXPORTER", "none", ("none", "otlp"))
         if env.get_bool(e, "OTEL_SDK_DISABLED", False) or exporter == "none":
@@ -209,4 +296,22 @@ class ExportSettings:
             raise SettingsError(
                 f"OTEL_EXPORTER_OTLP{name}_ENDPOINT: expected an http(s) URL, got {endpoint!r}"
             )
-        return cls(True, endpoint, env.get_str(e, "OTEL_SERVICE_NAME", service_name))
+        return cls(
+            True,
+            endpoint,
+            env.get_str(e, "OTEL_SERVICE_NAME", service_name),
+            sampler_from_env(e),
+            env.get_int(e, "OTEL_BSP_MAX_QUEUE_SIZE", BSP_QUEUE_SIZE, 1, 1_000_000),
+        )
+
+
+def sampler_from_env(e: Mapping[str, str]) -> Sampler:
+    """``OTEL_TRACES_SAMPLER`` and, for the ratio samplers, ``OTEL_TRACES_SAMPLER_ARG`` (a
+    ratio from 0 to 1, default 1); the argument of the other samplers is ignored, as in the SDK."""
+    name = env.get_choice(e, "OTEL_TRACES_SAMPLER", "parentbased_always_on", tuple(_SAMPLERS))
+    takes_ratio, parent_based = _SAMPLERS[name]
+    if takes_ratio:
+        ratio = env.get_float(e, "OTEL_TRACES_SAMPLER_ARG", 1.0, 0.0, 1.0)
+    else:
+        ratio = 0.0 if name.endswith("always_off") else 1.0
+    return Sampler(ratio, parent_based)

@@ -10,6 +10,9 @@ copied: the gateway frames each message itself.
 Header names with an underscore are dropped, as nginx does by default: WSGI and CGI servers
 cannot tell ``X_Forwarded_For`` from ``X-Forwarded-For``, and some trust ``SCRIPT_NAME``.
 
+A ``tracestate`` (all its fields joined) is passed on within the W3C limits, 32 members and
+512 characters, cut by whole members beyond them (:func:`discovery.tracing.limit_tracestate`).
+
 Everything works on bytes as llhttp delivers them, and names are lowered once per header; no
 process-wide cache keyed by client input exists.
 """
@@ -17,6 +20,8 @@ process-wide cache keyed by client input exists.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+
+from discovery.tracing import TRACESTATE_CHARS, TRACESTATE_MEMBERS, limit_tracestate
 
 HOP_BY_HOP = frozenset(
     {
@@ -124,6 +129,17 @@ def classify(raw: list[tuple[bytes, bytes]]) -> RequestHeaders:
     return h
 
 
+def forwarded_tracestate(value: bytes) -> bytes:
+    """*value* within the W3C limits (32 members, 512 characters), cut by whole members.
+
+    Applied only to a ``tracestate`` that is passed on, so only with a valid ``traceparent``
+    (the spec forbids parsing it otherwise). An upstream may refuse a field over 8 KiB.
+    """
+    if len(value) <= TRACESTATE_CHARS and value.count(b",") < TRACESTATE_MEMBERS:
+        return value
+    return limit_tracestate(value.decode("latin-1")).encode("latin-1")
+
+
 _READ = frozenset(
     {
         b"host",
@@ -170,9 +186,12 @@ def upstream_head(
         b"X-Forwarded-Host: " + headers.host,
         b"X-Forwarded-Prefix: " + prefix,
         b"X-Request-ID: " + request_id.encode(),
-        *((trace,) if trace else ()),
-        b"Transfer-Encoding: chunked" if length is None else b"Content-Length: %d" % length,
     ]
+    if trace:
+        lines.append(trace)
+    lines.append(
+        b"Transfer-Encoding: chunked" if length is None else b"Content-Length: %d" % length
+    )
     return b"\r\n".join(lines) + b"\r\n\r\n"
 
 

@@ -17,7 +17,6 @@
 from __future__ import annotations
 
 import logging
-import os
 import re
 import time
 from random import getrandbits
@@ -25,6 +24,7 @@ from random import getrandbits
 from flask import Flask, Response, current_app, g, request
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
+    REGISTRY,
     CollectorRegistry,
     Counter,
     Gauge,
@@ -33,7 +33,7 @@ from prometheus_client import (
     multiprocess,
 )
 
-from discovery import logs, tracing
+from discovery import logs, metrics_dir, tracing
 from discovery.tracing import SpanRecord, Trace
 from services.common.settings import ServiceSettings
 
@@ -74,6 +74,8 @@ def install(app: Flask) -> None:
     app.before_request(_begin)
     app.after_request(_answered)
     app.teardown_request(_end)
+    # Multiprocess or not is decided once, here: the folder gunicorn's master made, if any.
+    app.extensions["metrics_registry"] = _registry(metrics_dir.multiprocess_dir())
     app.add_url_rule("/metrics", "metrics", _metrics)
 
 
@@ -82,8 +84,11 @@ def _begin() -> None:
     if not _REQUEST_ID.fullmatch(rid):
         rid = f"{getrandbits(128):032x}"
     parents = request.headers.getlist("traceparent")
-    hop = tracing.hop(parents[0] if len(parents) == 1 else None)
-    state = ",".join(request.headers.getlist("tracestate")) if hop.parent_id else ""
+    sampler = current_app.extensions["settings"].otel.sampler
+    hop = tracing.hop(parents[0] if len(parents) == 1 else None, sampler)
+    state = ""
+    if hop.parent_id:  # a continued trace keeps its tracestate, within the W3C limits
+        state = tracing.limit_tracestate(",".join(request.headers.getlist("tracestate")))
     trace = Trace(hop.outgoing, state, hop.parent_id)
     IN_FLIGHT.inc()
     g.observed = (
@@ -141,12 +146,16 @@ def _end(exc: BaseException | None) -> None:
     logs.CONTEXT.reset(log_token)
 
 
+def _registry(multiprocess_dir: str | None) -> CollectorRegistry:
+    """What ``/metrics`` serves: every worker's files added up, or this process's values."""
+    if multiprocess_dir is None:
+        return REGISTRY
+    registry = CollectorRegistry()
+    multiprocess.MultiProcessCollector(registry, multiprocess_dir)  # type: ignore[no-untyped-call]
+    return registry
+
+
 def _metrics() -> Response:
     """The Prometheus exposition of every worker of this instance."""
-    if "PROMETHEUS_MULTIPROC_DIR" in os.environ:
-        registry = CollectorRegistry()
-        multiprocess.MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
-        data = generate_latest(registry)
-    else:
-        data = generate_latest()
+    data = generate_latest(current_app.extensions["metrics_registry"])
     return Response(data, content_type=CONTENT_TYPE_LATEST)

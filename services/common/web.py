@@ -27,7 +27,9 @@ from services.common.settings import ServiceSettings
 __all__ = ["create_base_app", "error_reply", "reply"]
 
 log = logging.getLogger(__name__)
-UNGUARDED = ("/health", "/admin/")  # paths that fault injection never touches
+# Paths that fault injection never touches: health checks, the fault knobs themselves, and
+# Prometheus scrapes (an injected error or delay there would hide the fault it should measure).
+UNGUARDED = ("/health", "/admin/", "/metrics")
 
 
 def create_base_app(name: str, config: Mapping[str, Any] | None = None) -> Flask:

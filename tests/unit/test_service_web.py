@@ -98,3 +98,11 @@ def test_one_trusted_hop_believes_only_the_last_forwarded_address() -> None:
     headers = {**FORWARDED, "X-Forwarded-For": "203.0.113.9, 198.51.100.7"}
     response = echo().test_client().get("/a", headers=headers)
     assert response.get_json()["client"]["address"] == "198.51.100.7"
+
+
+def test_fault_injection_spares_prometheus_scrapes() -> None:
+    client = echo(FAULT_ERROR_RATE="1", FAULT_ERROR_STATUS="503").test_client()
+    assert_error(client.get("/x"), 503, "injected_fault")  # the fault is on
+    scrape = client.get("/metrics")
+    assert scrape.status_code == 200
+    assert b"http_server_requests_total" in scrape.data

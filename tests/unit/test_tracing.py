@@ -25,7 +25,9 @@ HEADER = re.compile(r"00-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2}")
     [
         (f"00-{TRACE}-{SPAN}-01", "01"),
         (f"00-{TRACE}-{SPAN}-00", "00"),
-        (f"00-{TRACE}-{SPAN}-09", "09"),  # unknown flags are kept, not refused
+        (f"00-{TRACE}-{SPAN}-09", "01"),  # unknown flags are accepted, then set to zero
+        (f"00-{TRACE}-{SPAN}-02", "00"),  # Level 2's random flag: not forwarded (Level 1)
+        (f"00-{TRACE}-{SPAN}-ff", "01"),
         (f" 00-{TRACE}-{SPAN}-01\t", "01"),  # optional whitespace around a header value
         (f"01-{TRACE}-{SPAN}-01", "01"),  # a later version, read as version 00
         (f"cc-{TRACE}-{SPAN}-01-what-the-future-holds", "01"),  # later versions may add fields
@@ -67,6 +69,16 @@ def test_a_hop_continues_a_valid_trace_with_a_new_span() -> None:
     assert hop.outgoing.parent_id != SPAN
     assert hop.parent_id == SPAN
     assert HEADER.fullmatch(hop.outgoing.header())
+
+
+@pytest.mark.parametrize(
+    ("flags", "sent"), [("09", "01"), ("fe", "00"), ("03", "01"), ("00", "00")]
+)
+def test_a_hop_forwards_only_the_sampled_flag(flags: str, sent: str) -> None:
+    """W3C Trace Context Level 1: a vendor MUST set the flags it does not know to zero."""
+    hop = tracing.hop(f"00-{TRACE}-{SPAN}-{flags}")
+    assert hop.outgoing.flags == sent
+    assert hop.outgoing.header().endswith(f"-{sent}")
 
 
 @pytest.mark.parametrize("incoming", [None, "", f"ff-{TRACE}-{SPAN}-01", "garbage"])
@@ -215,3 +227,128 @@ def test_without_otel_variables_nothing_of_opentelemetry_is_imported() -> None:
         [sys.executable, "-c", program], env=env, cwd=ROOT, capture_output=True, timeout=60
     )
     assert done.returncode == 0, done.stderr.decode()
+
+
+def trace_with_low_bits(low: int) -> str:
+    """A trace ID whose lower 64 bits (what the ratio sampler compares) are *low*."""
+    return f"{0xABCDEF:016x}{low:016x}"
+
+
+@pytest.mark.parametrize(
+    ("sampler", "parent_flags", "expected"),
+    [
+        (tracing.Sampler(1.0, True), "00", "00"),  # parentbased_always_on: the caller decides
+        (tracing.Sampler(1.0, True), "01", "01"),
+        (tracing.Sampler(0.0, True), "01", "01"),  # parentbased_always_off
+        (tracing.Sampler(0.0, False), "01", "00"),  # always_off ignores the caller
+        (tracing.Sampler(1.0, False), "00", "01"),  # always_on ignores the caller
+    ],
+)
+def test_a_sampler_decides_a_continued_trace_as_opentelemetry_does(
+    sampler: tracing.Sampler, parent_flags: str, expected: str
+) -> None:
+    assert tracing.hop(f"00-{TRACE}-{SPAN}-{parent_flags}", sampler).outgoing.flags == expected
+
+
+def test_the_ratio_sampler_is_deterministic_on_the_trace_id() -> None:
+    tenth = tracing.Sampler(0.1, parent_based=False)
+    bound = round(0.1 * 2**64)
+    assert tenth.flags(trace_with_low_bits(bound - 1), None) == "01"
+    assert tenth.flags(trace_with_low_bits(bound), None) == "00"
+    # The same trace ID decides alike every time, and a trace a smaller ratio samples is
+    # sampled by every larger one.
+    ids = [tracing.new_trace_id() for _ in range(2000)]
+    first = [tenth.flags(t, None) for t in ids]
+    assert first == [tenth.flags(t, None) for t in ids]
+    half = tracing.Sampler(0.5, parent_based=False)
+    assert all(half.flags(t, None) == "01" for t, f in zip(ids, first, strict=True) if f == "01")
+    assert 100 < first.count("01") < 320  # about 200 of 2000 (a binomial; 1e-9 to fail)
+
+
+def test_new_traces_follow_the_sampler() -> None:
+    assert {tracing.start(tracing.Sampler(0.0)).outgoing.flags for _ in range(50)} == {"00"}
+    assert {tracing.start().outgoing.flags for _ in range(50)} == {"01"}  # the default
+
+
+@pytest.mark.parametrize(
+    ("environ", "expected"),
+    [
+        ({}, tracing.Sampler(1.0, True)),
+        ({"OTEL_TRACES_SAMPLER": "always_off"}, tracing.Sampler(0.0, False)),
+        (
+            {"OTEL_TRACES_SAMPLER": "always_on", "OTEL_TRACES_SAMPLER_ARG": "x"},
+            tracing.Sampler(1.0, False),
+        ),
+        ({"OTEL_TRACES_SAMPLER": "parentbased_always_off"}, tracing.Sampler(0.0, True)),
+        ({"OTEL_TRACES_SAMPLER": "traceidratio"}, tracing.Sampler(1.0, False)),
+        (
+            {"OTEL_TRACES_SAMPLER": "parentbased_traceidratio", "OTEL_TRACES_SAMPLER_ARG": "0.25"},
+            tracing.Sampler(0.25, True),
+        ),
+    ],
+)
+def test_the_sampler_is_read_from_the_standard_variables(
+    environ: dict[str, str], expected: tracing.Sampler
+) -> None:
+    settings = ExportSettings.from_env("quote", {"OTEL_TRACES_EXPORTER": "otlp", **environ})
+    assert settings.sampler == expected
+
+
+def test_sampler_variables_are_not_read_while_export_is_off() -> None:
+    settings = ExportSettings.from_env("quote", {"OTEL_TRACES_SAMPLER": "nonsense"})
+    assert settings == ExportSettings() and settings.sampler == tracing.DEFAULT_SAMPLER
+
+
+@pytest.mark.parametrize(
+    ("environ", "variable"),
+    [
+        ({"OTEL_TRACES_SAMPLER": "probabilistic"}, "OTEL_TRACES_SAMPLER"),
+        (
+            {"OTEL_TRACES_SAMPLER": "traceidratio", "OTEL_TRACES_SAMPLER_ARG": "1.5"},
+            "OTEL_TRACES_SAMPLER_ARG",
+        ),
+        (
+            {"OTEL_TRACES_SAMPLER": "parentbased_traceidratio", "OTEL_TRACES_SAMPLER_ARG": "a"},
+            "OTEL_TRACES_SAMPLER_ARG",
+        ),
+        ({"OTEL_BSP_MAX_QUEUE_SIZE": "0"}, "OTEL_BSP_MAX_QUEUE_SIZE"),
+    ],
+)
+def test_bad_sampler_settings_name_their_variable(environ: dict[str, str], variable: str) -> None:
+    with pytest.raises(SettingsError, match=variable):
+        ExportSettings.from_env("quote", {"OTEL_TRACES_EXPORTER": "otlp", **environ})
+
+
+def test_the_queue_size_is_read_from_the_batch_processor_variable() -> None:
+    environ = {"OTEL_TRACES_EXPORTER": "otlp", "OTEL_BSP_MAX_QUEUE_SIZE": "100"}
+    assert ExportSettings.from_env("quote", environ).queue_size == 100
+    assert ExportSettings.from_env("quote", {"OTEL_TRACES_EXPORTER": "otlp"}).queue_size == 2048
+
+
+def members(n: int, size: int = 10) -> list[str]:
+    """*n* distinct tracestate members of *size* characters each."""
+    return [f"k{i:03d}=" + "v" * (size - 5) for i in range(n)]
+
+
+def test_a_tracestate_within_the_limits_passes_unchanged() -> None:
+    value = ",".join(members(32, 15))  # 32 members, 511 characters
+    assert len(value) == 511
+    assert tracing.limit_tracestate(value) == value
+
+
+def test_a_tracestate_over_32_members_keeps_the_first_32() -> None:
+    assert tracing.limit_tracestate(",".join(members(40))) == ",".join(members(32))
+
+
+def test_a_long_tracestate_loses_its_long_members_first_then_members_from_the_end() -> None:
+    short, long = members(30, 16), "big=" + "x" * 200
+    value = ",".join([short[0], long, *short[1:]])  # 30 * 16 + 204 + 30 commas: over 512
+    assert tracing.limit_tracestate(value) == ",".join(short)  # 509 characters: it fits
+    cut = tracing.limit_tracestate(",".join(members(20, 40)))  # 20 * 41 - 1 = 819 characters
+    assert cut == ",".join(members(12, 40))  # whole members, from the end, within 512
+    assert len(cut) <= 512
+
+
+def test_a_tracestate_of_one_huge_member_is_dropped() -> None:
+    assert tracing.limit_tracestate("a=" + "x" * 60_000) == ""
+    assert tracing.limit_tracestate(" , a=1,, ,b=2" + "," * 40) == "a=1,b=2"
