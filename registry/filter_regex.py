@@ -10,6 +10,7 @@ Patterns are also capped in length, since RE2's compile time and memory grow wit
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from typing import Any
 
@@ -23,6 +24,9 @@ _OPTIONS = re2.Options()
 # RE2 would otherwise log each bad pattern to stderr itself; the client gets the error instead.
 _OPTIONS.log_errors = False
 
+# RE2 takes a repeat count too large to parse ({4294967296}) as literal text, where Go's
+# parser refuses it as it refuses any count above 1000; refuse it the same way.
+_HUGE_REPEAT = re.compile(r"(?<!\\)\{(?:[0-9]{9,}(?:,[0-9]*)?|[0-9]+,[0-9]{9,})\}")
 Search = Callable[[str], bool]
 
 
@@ -34,6 +38,8 @@ def compile_pattern(pattern: str) -> Search:
             f"{where}: the pattern is {len(pattern)} characters long; "
             f"the registry accepts at most {MAX_PATTERN_CHARS}"
         )
+    if found := _HUGE_REPEAT.search(pattern):
+        raise FilterError(f"{where}: invalid repeat count: `{found.group()}`")
     try:
         compiled: Any = re2.compile(pattern, _OPTIONS)
     except re2.error as err:
