@@ -38,6 +38,7 @@ NODE_ADDRESS = "127.0.0.1"
 MIN_DEREGISTER_AFTER = "1m"
 REAP_INTERVAL = "30s"
 READ_TIMEOUT = "30s"
+LOG_LEVELS = ("debug", "info", "warning", "error")
 
 
 @dataclass(frozen=True)
@@ -55,6 +56,7 @@ class Config:
     reap_interval: float = parse_duration(REAP_INTERVAL)
     #: Seconds a socket read or write may wait for the client (``web.Handler``).
     read_timeout: float = parse_duration(READ_TIMEOUT)
+    log_level: str = "info"
 
 
 def parse_args(argv: list[str] | None = None) -> Config:
@@ -84,6 +86,12 @@ def parse_args(argv: list[str] | None = None) -> Config:
     )
     parser.add_argument(
         "--node-name", default="registry", help="name of the node (default: %(default)s)"
+    )
+    parser.add_argument(
+        "--log-level",
+        choices=LOG_LEVELS,
+        default="info",
+        help="least severe log lines written to stderr (default: %(default)s)",
     )
     parser.add_argument(
         "--test-min-deregister-after",
@@ -118,6 +126,7 @@ def parse_args(argv: list[str] | None = None) -> Config:
         min_deregister_after=_seconds(args.test_min_deregister_after),
         reap_interval=max(_seconds(args.test_reap_interval), 0.01),
         read_timeout=max(_seconds(args.test_read_timeout), 0.01),
+        log_level=args.log_level,
     )
 
 
