@@ -1,8 +1,9 @@
 """Reading a request's body: Content-Length or chunked framing, capped in size.
 
 A body larger than ``MAX_BODY_BYTES`` is a 413; a Content-Length or chunk size that does not
-parse is a 400; a transfer coding other than chunked is a 501, as Go's server answers it. After
-any of these the connection closes, since the rest of the body is left unread. Consul sets no
+parse is a 400; a transfer coding other than chunked is a 501, as Go's server answers it; a
+body that stalls past the socket timeout is a 408. After any of these the connection closes,
+since the rest of the body is left unread. Consul sets no
 such cap on agent endpoints (only KV values, 512 KiB, are capped); the registry caps bodies so
 one client cannot fill its memory. A registration is a few KiB; 1 MiB leaves ample room.
 """
@@ -27,6 +28,13 @@ class BodyError(ApiError):
 
 def read_body(rfile: BufferedIOBase, headers: Message) -> bytes:
     """The request's body, read as its headers frame it; raise ``BodyError`` when it can't be."""
+    try:
+        return _read(rfile, headers)
+    except TimeoutError:
+        raise BodyError(408, "Timed out reading the request body") from None
+
+
+def _read(rfile: BufferedIOBase, headers: Message) -> bytes:
     coding = (headers.get("Transfer-Encoding") or "").strip().lower()
     if coding == "chunked":
         return _read_chunked(rfile)

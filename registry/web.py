@@ -5,8 +5,8 @@ prints them, errors as text/plain, 405 with an Allow header for a wrong method, 
 for unknown paths. One line per request goes to the log (stderr), the ``token`` parameter
 hidden (headers are never logged). Bodies are read by ``body``, capped in size.
 
-Each socket operation times out after ``read_timeout`` (30 s, ``config``), so a client that stops sending
-its request, or stops reading its answer, frees its thread. A blocking query waits on the
+Each socket operation times out after ``read_timeout`` (30 s, ``config``), so a client that
+stops sending its request, or stops reading its answer, frees its thread. A blocking query waits on the
 store, not on its socket, so it holds the answer as long as its ``wait`` asks. A client that
 goes away (often a watcher stopped mid-query) is a debug line, not a traceback.
 """
@@ -119,32 +119,7 @@ class Handler(BaseHTTPRequestHandler):
 
     def _handle(self) -> None:
         started = time.monotonic()
-        parts = urlsplit(self.path)
-        query = parse_qs(parts.query, keep_blank_values=True)
-        try:
-            request = Request(
-                method=self.command,
-                path=decode_path(parts.path),
-                query=query,
-                headers={k.lower(): v for k, v in self.headers.items()},
-                body=read_body(self.rfile, self.headers),
-            )
-            response = self.server.dispatch(request)
-        except BodyError as err:
-            # The rest of the body is unread, so the connection cannot carry another request.
-            self.close_connection = True
-            response = Response(err.status, text=err.text, headers={"Connection": "close"})
-        except TimeoutError:
-            self.close_connection = True
-            text = "Timed out reading the request body"
-            response = Response(408, text=text, headers={"Connection": "close"})
-        except ConnectionError:
-            raise  # the client left while sending: Server.handle_error notes it
-        except ApiError as err:
-            response = Response(status=err.status, text=err.text)
-        except Exception as err:  # a handler bug must still answer, as Go's 500 does
-            log.exception("handler failed")
-            response = Response(status=500, text=str(err))
+        response = self._respond()
         self._write(response)
         latency = (time.monotonic() - started) * 1000
         log.info(
@@ -155,6 +130,31 @@ class Handler(BaseHTTPRequestHandler):
             response.status,
             latency,
         )
+
+    def _respond(self) -> Response:
+        # A client that leaves while sending its body raises ConnectionError out of here, to
+        # Server.handle_error; read_body turns every other client fault into a BodyError.
+        try:
+            body = read_body(self.rfile, self.headers)
+        except BodyError as err:
+            # The rest of the body is unread, so the connection cannot carry another request.
+            self.close_connection = True
+            return Response(err.status, text=err.text, headers={"Connection": "close"})
+        parts = urlsplit(self.path)
+        try:
+            request = Request(
+                method=self.command,
+                path=decode_path(parts.path),
+                query=parse_qs(parts.query, keep_blank_values=True),
+                headers={k.lower(): v for k, v in self.headers.items()},
+                body=body,
+            )
+            return self.server.dispatch(request)
+        except ApiError as err:
+            return Response(status=err.status, text=err.text)
+        except Exception as err:  # a handler bug must still answer, as Go's 500 does
+            log.exception("handler failed")
+            return Response(status=500, text=str(err))
 
     def _write(self, response: Response) -> None:
         payload = b""
