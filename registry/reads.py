@@ -60,7 +60,9 @@ def entry_filter(request: Request, schema: Struct) -> Predicate:
     """The request's ``?filter=`` for entries shaped as ``schema``; keeps all when absent.
 
     Consul answers a bad filter with 500 and "Failed to create boolean expression evaluator";
-    the registry answers 400, since the client is at fault, with the same text.
+    the registry answers 400, since the client is at fault, with the same text. So it answers
+    a filter too long (``MAX_FILTER_CHARS``) or too deep (``filter_eval.MAX_FILTER_DEPTH``) to
+    evaluate safely, which Consul would take.
     """
     text = request.param("filter")
     if not text:
