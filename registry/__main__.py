@@ -16,7 +16,7 @@ def main(argv: list[str] | None = None) -> int:
     config = parse_args(argv)
     logging.basicConfig(
         stream=sys.stderr,
-        level=logging.INFO,
+        level=config.log_level.upper(),
         format="%(asctime)s [%(levelname)s] %(name)s: %(message)s",
     )
     try:

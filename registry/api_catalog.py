@@ -21,7 +21,7 @@ from . import blocking, filter_fields, render
 from .app import App
 from .errors import bad_request
 from .model import Service
-from .reads import answer, can_read_service, entry_filter, node_meta_matches, prelude
+from .reads import answer, can_read_service, entry_filter, kept, node_meta_matches, prelude
 from .reads import render_checks as _render_checks
 from .web import Request, Response, parse_go_bool
 
@@ -52,9 +52,9 @@ def health_service(app: App, request: Request, name: str) -> Response:
                 continue
             rendered = [render.check(c, app.node.name) for c in own]
             entries.append(render.health_entry(node_json, service, rendered))
-        return index, [e for e in entries if keep(e)]
+        return index, entries
 
-    return answer(app, request, query)
+    return answer(app, request, query, kept(keep))
 
 
 def health_checks(app: App, request: Request, name: str) -> Response:
@@ -69,9 +69,9 @@ def health_checks(app: App, request: Request, name: str) -> Response:
         if not node_meta_matches(request):
             return index, []
         checks = [c for c in app.store.checks() if c.service_id and c.service_name == name]
-        return index, [c for c in _render_checks(app, authz, checks) if keep(c)]
+        return index, _render_checks(app, authz, checks)
 
-    return answer(app, request, query)
+    return answer(app, request, query, kept(keep))
 
 
 def health_state(app: App, request: Request, state: str) -> Response:
@@ -86,9 +86,9 @@ def health_state(app: App, request: Request, state: str) -> Response:
         if not node_meta_matches(request):
             return index, []
         checks = [c for c in app.store.checks() if state == "any" or c.status == state]
-        return index, [c for c in _render_checks(app, authz, checks) if keep(c)]
+        return index, _render_checks(app, authz, checks)
 
-    return answer(app, request, query)
+    return answer(app, request, query, kept(keep))
 
 
 def catalog_services(app: App, request: Request, _: str) -> Response:
@@ -96,21 +96,23 @@ def catalog_services(app: App, request: Request, _: str) -> Response:
     authz = prelude(app, request)
     keep = entry_filter(request, filter_fields.CATALOG_SERVICE)
 
-    def query() -> tuple[int, dict[str, list[str]]]:
-        listing: dict[str, list[str]] = {}
+    def query() -> tuple[int, list[Any]]:
         index = app.store.table_index("services")
         if not node_meta_matches(request):
-            return index, listing
-        for service in app.store.services():
-            if not authz.allowed("service", "read", service.name):
-                continue
-            if not keep(render.catalog_service(app.node, service)):
-                continue
-            tags = listing.setdefault(service.name, [])
-            tags.extend(t for t in service.tags if t not in tags)
-        return index, listing
+            return index, []
+        instances = app.store.services()
+        allowed = [s for s in instances if authz.allowed("service", "read", s.name)]
+        return index, [render.catalog_service(app.node, s) for s in allowed]
 
-    return answer(app, request, query)
+    def finish(entries: list[Any]) -> dict[str, list[str]]:
+        listing: dict[str, list[str]] = {}
+        for entry in entries:
+            if keep(entry):
+                tags = listing.setdefault(entry["ServiceName"], [])
+                tags.extend(t for t in entry["ServiceTags"] if t not in tags)
+        return listing
+
+    return answer(app, request, query, finish)
 
 
 def catalog_service(app: App, request: Request, name: str) -> Response:
@@ -127,9 +129,9 @@ def catalog_service(app: App, request: Request, name: str) -> Response:
         if not can_read_service(authz, app, name) or not node_meta_matches(request):
             return index, []
         chosen = [render.catalog_service(app.node, s) for s in instances if _has_tags(s, tags)]
-        return index, [entry for entry in chosen if keep(entry)]
+        return index, chosen
 
-    return answer(app, request, query)
+    return answer(app, request, query, kept(keep))
 
 
 def catalog_nodes(app: App, request: Request, _: str) -> Response:
@@ -141,9 +143,9 @@ def catalog_nodes(app: App, request: Request, _: str) -> Response:
         index = app.store.table_index("nodes")
         if not authz.allowed("node", "read", app.node.name) or not node_meta_matches(request):
             return index, []
-        return index, [n for n in [render.node(app.node, index)] if keep(n)]
+        return index, [render.node(app.node, index)]
 
-    return answer(app, request, query)
+    return answer(app, request, query, kept(keep))
 
 
 def status_leader(app: App, request: Request, _: str) -> Response:

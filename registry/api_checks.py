@@ -4,6 +4,8 @@ As in agent/agent_endpoint.go and agent/acl.go, a write about an unknown check a
 ("Unknown check ID ...") before any permission check; a known one needs service:write on its
 service, or node:write for a node check. Pass, warn, fail and update work on TTL checks only:
 any other check answers 500 "CheckID ... does not have associated TTL".
+An update's Output longer than 4 KiB is cut twice, as Consul cuts it: by the update endpoint
+(``AgentCheckUpdate``), then again, with its note of what was kept, by the TTL check.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from .app import App
 from .errors import bad_request, not_found
 from .model import CRITICAL, PASSING, STATUSES, WARNING
 from .reads import entry_filter
+from .runners import truncate_output
 from .web import Request, Response
 
 
@@ -75,7 +78,8 @@ def ttl_update(app: App, request: Request, check_id: str) -> Response:
     status, output = raw.get("status", ""), raw.get("output", "")
     if not isinstance(status, str) or status not in STATUSES:
         raise bad_request(f"Invalid check status: '{status}'")
-    return _ttl(app, request, check_id, status, output if isinstance(output, str) else "")
+    output = truncate_output(output) if isinstance(output, str) else ""
+    return _ttl(app, request, check_id, status, output)
 
 
 def _ttl(app: App, request: Request, check_id: str, status: str, output: str) -> Response:

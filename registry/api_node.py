@@ -16,7 +16,7 @@ from . import filter_fields, render
 from .app import App
 from .config import VERSION
 from .errors import bad_request
-from .reads import answer, can_read_check, entry_filter, prelude
+from .reads import answer, can_read_check, entry_filter, kept, prelude
 from .web import JSON_NULL, Request, Response, parse_go_bool
 
 
@@ -32,10 +32,9 @@ def health_node(app: App, request: Request, node: str) -> Response:
         if not _is_this_node(app, node):
             return index, []
         checks = [c for c in app.store.checks() if can_read_check(authz, app, c)]
-        rendered = [render.check(c, app.node.name) for c in checks]
-        return index, [c for c in rendered if keep(c)]
+        return index, [render.check(c, app.node.name) for c in checks]
 
-    return answer(app, request, query)
+    return answer(app, request, query, kept(keep))
 
 
 def catalog_node(app: App, request: Request, node: str) -> Response:
@@ -54,11 +53,16 @@ def catalog_node(app: App, request: Request, node: str) -> Response:
             for s in app.store.services()
             if authz.allowed("service", "read", s.name)
         }
-        chosen = {key: value for key, value in services.items() if keep(value)}
         node_json = render.node(app.node, app.store.table_index("nodes"))
-        return index, {"Node": node_json, "Services": chosen}
+        return index, {"Node": node_json, "Services": services}
 
-    return answer(app, request, query)
+    def finish(body: object) -> object:
+        if not isinstance(body, dict):
+            return body
+        chosen = {key: value for key, value in body["Services"].items() if keep(value)}
+        return {**body, "Services": chosen}
+
+    return answer(app, request, query, finish)
 
 
 def catalog_datacenters(app: App, request: Request, _: str) -> Response:

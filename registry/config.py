@@ -3,9 +3,10 @@
 The registry takes no environment variables: everything is a flag, so ``make run`` and the tests
 say exactly how they start it.
 
-The two ``--test-*`` flags exist only for tests: Consul hard-codes these values as non-user
+The ``--test-*`` flags exist only for tests: Consul hard-codes these values as non-user
 configuration (``check_deregister_interval_min = "1m"``, ``check_reap_interval = "30s"`` in
-agent/config/default.go), and the registry keeps them as defaults.
+agent/config/default.go), and the registry keeps them as defaults. ``--test-read-timeout``
+shortens the registry's own 30 s socket timeout so a test can outwait it.
 """
 
 from __future__ import annotations
@@ -36,6 +37,8 @@ DATACENTER = "dc1"
 NODE_ADDRESS = "127.0.0.1"
 MIN_DEREGISTER_AFTER = "1m"
 REAP_INTERVAL = "30s"
+READ_TIMEOUT = "30s"
+LOG_LEVELS = ("debug", "info", "warning", "error")
 
 
 @dataclass(frozen=True)
@@ -51,6 +54,9 @@ class Config:
     datacenter: str = DATACENTER
     min_deregister_after: float = parse_duration(MIN_DEREGISTER_AFTER)
     reap_interval: float = parse_duration(REAP_INTERVAL)
+    #: Seconds a socket read or write may wait for the client (``web.Handler``).
+    read_timeout: float = parse_duration(READ_TIMEOUT)
+    log_level: str = "info"
 
 
 def parse_args(argv: list[str] | None = None) -> Config:
@@ -82,6 +88,12 @@ def parse_args(argv: list[str] | None = None) -> Config:
         "--node-name", default="registry", help="name of the node (default: %(default)s)"
     )
     parser.add_argument(
+        "--log-level",
+        choices=LOG_LEVELS,
+        default="info",
+        help="least severe log lines written to stderr (default: %(default)s)",
+    )
+    parser.add_argument(
         "--test-min-deregister-after",
         type=_duration,
         default=MIN_DEREGISTER_AFTER,
@@ -95,6 +107,13 @@ def parse_args(argv: list[str] | None = None) -> Config:
         metavar="DURATION",
         help="TEST ONLY: how often critical services are reaped (Consul: 30s)",
     )
+    parser.add_argument(
+        "--test-read-timeout",
+        type=_duration,
+        default=READ_TIMEOUT,
+        metavar="DURATION",
+        help="TEST ONLY: how long a client may stall sending its request or reading the answer",
+    )
     args = parser.parse_args(argv)
     if args.acl_token == "":
         parser.error("argument --acl-token: expected a non-empty token")
@@ -106,6 +125,8 @@ def parse_args(argv: list[str] | None = None) -> Config:
         node_name=args.node_name,
         min_deregister_after=_seconds(args.test_min_deregister_after),
         reap_interval=max(_seconds(args.test_reap_interval), 0.01),
+        read_timeout=max(_seconds(args.test_read_timeout), 0.01),
+        log_level=args.log_level,
     )
 
 

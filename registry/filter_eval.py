@@ -11,8 +11,9 @@ bexpr v0.1.2 derives each endpoint's fields from Go types by reflection; here th
   a field; a missing key makes ``==``, ``in`` and ``is not empty`` false and the others true.
 
 Validation errors reuse bexpr's texts: ``Selector "X" is not valid``, ``Invalid match operator
-"Equal" for selector "Tags"``, ``Failed to coerce value ...``. Regular expressions are Python's,
-not Go's RE2: the common syntax is the same.
+"Equal" for selector "Tags"``, ``Failed to coerce value ...``. Regular expressions are RE2, as
+Go's are (``filter_regex``). Filters are capped in nesting depth (``MAX_FILTER_DEPTH``): parsing,
+building and evaluating them recurse, and no useful filter nests that deep.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from .filter_parse import And, Expr, FilterError, Match, Not, Op, Or, parse
+from .filter_regex import Search, compile_pattern
 
 Json = Any
 
@@ -71,16 +73,37 @@ class _Test:
 
     match: Match
     value: object
-    pattern: re.Pattern[str] | None
+    pattern: Search | None
 
 
 Predicate = Callable[[Json], bool]
 
 
+#: Deepest filter accepted: each ``not``, ``and``, ``or`` and parenthesis is one level.
+MAX_FILTER_DEPTH = 64
+
+
 def compile_filter(text: str, schema: Struct) -> Predicate:
     """Parse and validate ``text`` for entries shaped as ``schema``; raise ``FilterError``."""
     expr = parse(text)
+    if (depth := _depth(expr)) > MAX_FILTER_DEPTH:
+        raise FilterError(
+            f"the filter nests {depth} levels deep; the registry accepts at most {MAX_FILTER_DEPTH}"
+        )
     return _build(expr, schema)
+
+
+def _depth(expr: Expr) -> int:
+    # Iterative, as the point is to refuse trees too deep for recursion.
+    deepest, stack = 0, [(expr, 1)]
+    while stack:
+        node, depth = stack.pop()
+        deepest = max(deepest, depth)
+        if isinstance(node, Not):
+            stack.append((node.operand, depth + 1))
+        elif isinstance(node, And | Or):
+            stack += [(node.left, depth + 1), (node.right, depth + 1)]
+    return deepest
 
 
 def _build(expr: Expr, schema: Struct) -> Predicate:
@@ -118,12 +141,7 @@ def _validate(match: Match, root: Struct) -> _Test:
         value = _coerce(match, leaf)
     pattern = None
     if match.op in (Op.MATCHES, Op.NOT_MATCHES):
-        try:
-            pattern = re.compile(match.value)
-        except re.error as err:
-            raise FilterError(
-                f'Failed to compile regular expression "{match.value}": {err}'
-            ) from err
+        pattern = compile_pattern(match.value)
     return _Test(match, value, pattern)
 
 
@@ -201,7 +219,7 @@ def _positive(op: Op, test: _Test, value: Json, node: Schema) -> bool:
         return not value
     if op is Op.MATCHES:
         assert test.pattern is not None
-        return test.pattern.search(str(value)) is not None
+        return test.pattern(str(value))
     if op is Op.IN:
         if isinstance(node, Leaf):
             return str(test.value) in str(value)

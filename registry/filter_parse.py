@@ -113,6 +113,7 @@ _PART = re.compile(r'\.?([a-zA-Z][a-zA-Z0-9_]*)|\[\s*("[^"]*"|`[^`]*`)\s*\]')
 _ESCAPE = re.compile(
     r'\\(x[0-9a-fA-F]{2}|u[0-9a-fA-F]{4}|U[0-9a-fA-F]{8}|[0-7]{3}|[abfnrtv\\\'"]|.?)'
 )
+_TOO_DEEP = "the filter nests too deeply"
 _SIMPLE_ESCAPES = {"a": "\a", "b": "\b", "f": "\f", "n": "\n", "r": "\r", "t": "\t", "v": "\v"}
 
 
@@ -121,7 +122,11 @@ def parse(text: str) -> Expr:
     try:
         tree = _PARSER.parse(text)
         expr: Expr = _ToAst().transform(tree)
+    except RecursionError as err:  # lark's transformer recurses once per nested "not"
+        raise FilterError(_TOO_DEEP) from err
     except VisitError as err:  # a bad string literal, raised inside the transformer
+        if isinstance(err.orig_exc, RecursionError):
+            raise FilterError(_TOO_DEEP) from err
         raise FilterError(str(err.orig_exc)) from err
     except UnexpectedInput as err:
         raise FilterError(_position_text(text, err)) from err

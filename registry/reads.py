@@ -1,6 +1,9 @@
 """What every catalog and health read shares: its prelude, ACL checks, ``?filter=``,
 ``?node-meta=`` and the blocking answer.
 
+Filters run after the store's lock is released (``answer``'s ``finish``): the query copies the
+rows under the lock, so one client's filter never holds up the writes and reads of others.
+
 Entries a token may not read are dropped, as Consul's ACL filter does for list endpoints
 (agent/consul/acl.go ``aclFilter``): a service needs service:read on its name and node:read on
 its node; a check needs node:read, plus service:read for a service's check.
@@ -9,7 +12,7 @@ its node; a check needs node:read, plus service:read for a service's check.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import Any, TypeVar
 
 from . import blocking, render
 from .acl import Authorizer
@@ -19,6 +22,10 @@ from .filter_eval import Predicate, Struct, compile_filter
 from .filter_parse import FilterError
 from .model import Check
 from .web import Request, Response
+
+#: Longest ``?filter=`` accepted, in characters; Consul sets none, but no real filter comes near.
+MAX_FILTER_CHARS = 4096
+T = TypeVar("T")
 
 
 def prelude(app: App, request: Request) -> Authorizer:
@@ -31,21 +38,41 @@ def prelude(app: App, request: Request) -> Authorizer:
     return authz
 
 
-def answer(app: App, request: Request, query: Callable[[], tuple[int, Any]]) -> Response:
-    """Run ``query`` as a blocking query and answer with Consul's query-meta headers."""
-    index, body = blocking.run(app.store, request, query)
+def answer(
+    app: App,
+    request: Request,
+    query: Callable[[], tuple[int, T]],
+    finish: Callable[[T], Any] | None = None,
+) -> Response:
+    """Run ``query`` as a blocking query, then ``finish`` on its rows with the store unlocked,
+    and answer with Consul's query-meta headers."""
+    index, rows = blocking.run(app.store, request, query)
+    body = finish(rows) if finish is not None else rows
     return Response(body=body, headers=blocking.meta_headers(request, index))
+
+
+def kept(keep: Predicate) -> Callable[[list[Any]], list[Any]]:
+    """A ``finish`` that keeps the rows the filter accepts."""
+    return lambda rows: [row for row in rows if keep(row)]
 
 
 def entry_filter(request: Request, schema: Struct) -> Predicate:
     """The request's ``?filter=`` for entries shaped as ``schema``; keeps all when absent.
 
     Consul answers a bad filter with 500 and "Failed to create boolean expression evaluator";
-    the registry answers 400, since the client is at fault, with the same text.
+    the registry answers 400, since the client is at fault, with the same text. So it answers
+    a filter too long (``MAX_FILTER_CHARS``) or too deep (``filter_eval.MAX_FILTER_DEPTH``) to
+    evaluate safely, which Consul would take.
     """
     text = request.param("filter")
     if not text:
         return lambda entry: True
+    if len(text) > MAX_FILTER_CHARS:
+        raise bad_request(
+            "Invalid query parameter filter: Failed to create boolean expression evaluator: "
+            f"the filter is {len(text)} characters long; the registry accepts at most "
+            f"{MAX_FILTER_CHARS}"
+        )
     try:
         return compile_filter(text, schema)
     except FilterError as err:

@@ -3,7 +3,8 @@
 Like Consul (agent/checks/check.go), an interval check waits a random stagger within its first
 interval before the first probe, and an interval below one second is raised to one second
 (``checks.MinInterval``). A TTL check turns critical with Output "TTL expired" when no update
-arrives within its TTL, and stays so until the next update re-arms it.
+arrives within its TTL, and stays so until the next update re-arms it. An update's output is
+cut to its first 4 KiB (``CheckTTL.SetStatus``, ``check_output_max_size``).
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from .model import CRITICAL, CheckSpec
 from .probes import probe_http, probe_tcp
 
 MIN_INTERVAL = 1.0
+#: Consul's ``checks.BufSize`` and default ``check_output_max_size``, in bytes.
 OUTPUT_MAX = 4 * 1024
 
 #: Called with (runner, status, output) whenever a runner has a result; the receiver drops
@@ -66,6 +68,19 @@ class IntervalRunner(Runner):
                 return
 
 
+def truncate_output(output: str) -> str:
+    """Consul's cut of a TTL update's output to ``OUTPUT_MAX`` bytes, saying how much it kept.
+
+    Go slices the UTF-8 bytes, possibly inside a character, whose bytes its JSON encoder then
+    writes as U+FFFD: decoding with ``errors="replace"`` gives the same text.
+    """
+    raw = output.encode()
+    if len(raw) <= OUTPUT_MAX:
+        return output
+    head = raw[:OUTPUT_MAX].decode(errors="replace")
+    return f"{head} ... (captured {OUTPUT_MAX} of {len(raw)} bytes)"
+
+
 class TtlRunner(Runner):
     """Marks the check critical when its TTL passes without an update."""
 
@@ -77,9 +92,7 @@ class TtlRunner(Runner):
 
     def set_status(self, status: str, output: str) -> str:
         """Record an update from the API, re-arm the TTL and return the stored output."""
-        total = len(output)
-        if total > OUTPUT_MAX:
-            output = f"{output[:OUTPUT_MAX]} ... (captured {OUTPUT_MAX} of {total} bytes)"
+        output = truncate_output(output)
         with self._renewed:
             self._last_output = output
             self._deadline = time.monotonic() + self.spec.ttl_ns / 1e9

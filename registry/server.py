@@ -34,7 +34,7 @@ class RegistryServer:
         router = Router(
             self.app, endpoints.ROUTES, endpoints.COMMON_PARAMS, endpoints.REFUSED_PARAMS
         )
-        self.http = Server((config.host, config.port), router)
+        self.http = Server((config.host, config.port), router, config.read_timeout)
 
     @property
     def port(self) -> int:

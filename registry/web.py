@@ -2,7 +2,13 @@
 
 Responses follow Consul's ``wrap`` in agent/http.go: JSON bodies pretty-printed as a dev agent
 prints them, errors as text/plain, 405 with an Allow header for a wrong method, an empty 404
-for unknown paths. One line per request goes to the log (stderr), tokens hidden.
+for unknown paths. One line per request goes to the log (stderr), the ``token`` parameter
+hidden (headers are never logged). Bodies are read by ``body``, capped in size.
+
+Each socket operation times out after ``read_timeout`` (30 s, ``config``), so a client that
+stops sending its request, or stops reading its answer, frees its thread. A blocking query waits on the
+store, not on its socket, so it holds the answer as long as its ``wait`` asks. A client that
+goes away (often a watcher stopped mid-query) is a debug line, not a traceback.
 """
 
 from __future__ import annotations
@@ -10,13 +16,15 @@ from __future__ import annotations
 import json
 import logging
 import re
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
-from urllib.parse import parse_qs, unquote, urlsplit
+from urllib.parse import parse_qs, unquote, unquote_plus, urlsplit
 
+from .body import BodyError, read_body
 from .errors import ApiError
 
 log = logging.getLogger("registry.http")
@@ -72,9 +80,17 @@ class Server(ThreadingHTTPServer):
     # Room for many simultaneous blocking queries connecting at once.
     request_queue_size = 256
 
-    def __init__(self, address: tuple[str, int], dispatch: Dispatch) -> None:
+    def __init__(self, address: tuple[str, int], dispatch: Dispatch, read_timeout: float) -> None:
         super().__init__(address, Handler)
         self.dispatch = dispatch
+        self.read_timeout = read_timeout
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """A client gone or timed out is routine; anything else is logged with its traceback."""
+        if isinstance(_current_exception(), (ConnectionError, TimeoutError)):
+            log.debug("connection from %s:%s ended early", *client_address[:2])
+            return
+        log.exception("connection from %s:%s failed", *client_address[:2])
 
 
 class Handler(BaseHTTPRequestHandler):
@@ -87,6 +103,11 @@ class Handler(BaseHTTPRequestHandler):
     # body until the client's delayed ACK (~40 ms). Consul's Go server sets TCP_NODELAY too.
     disable_nagle_algorithm = True
 
+    def setup(self) -> None:
+        """Open the connection's streams with the server's socket timeout."""
+        super().setup()
+        self.connection.settimeout(self.server.read_timeout)
+
     def do_GET(self) -> None:
         """Handle GET."""
         self._handle()
@@ -98,45 +119,42 @@ class Handler(BaseHTTPRequestHandler):
 
     def _handle(self) -> None:
         started = time.monotonic()
-        parts = urlsplit(self.path)
-        query = parse_qs(parts.query, keep_blank_values=True)
-        body = self._read_body()
-        try:
-            request = Request(
-                method=self.command,
-                path=decode_path(parts.path),
-                query=query,
-                headers={k.lower(): v for k, v in self.headers.items()},
-                body=body,
-            )
-            response = self.server.dispatch(request)
-        except ApiError as err:
-            response = Response(status=err.status, text=err.text)
-        except Exception as err:  # a handler bug must still answer, as Go's 500 does
-            log.exception("handler failed")
-            response = Response(status=500, text=str(err))
+        response = self._respond()
         self._write(response)
         latency = (time.monotonic() - started) * 1000
         log.info(
             "Request finished: method=%s url=%s from=%s:%s status=%d latency=%.1fms",
             self.command,
-            _hide_tokens(self.path, query),
+            hide_tokens(self.path),
             *self.client_address[:2],
             response.status,
             latency,
         )
 
-    def _read_body(self) -> bytes:
-        if self.headers.get("Transfer-Encoding", "").lower() == "chunked":
-            chunks = []
-            while size := int(self.rfile.readline().split(b";")[0].strip() or b"0", 16):
-                chunks.append(self.rfile.read(size))
-                self.rfile.readline()
-            while self.rfile.readline().strip():
-                pass
-            return b"".join(chunks)
-        length = int(self.headers.get("Content-Length") or 0)
-        return self.rfile.read(length) if length > 0 else b""
+    def _respond(self) -> Response:
+        # A client that leaves while sending its body raises ConnectionError out of here, to
+        # Server.handle_error; read_body turns every other client fault into a BodyError.
+        try:
+            body = read_body(self.rfile, self.headers)
+        except BodyError as err:
+            # The rest of the body is unread, so the connection cannot carry another request.
+            self.close_connection = True
+            return Response(err.status, text=err.text, headers={"Connection": "close"})
+        parts = urlsplit(self.path)
+        try:
+            request = Request(
+                method=self.command,
+                path=decode_path(parts.path),
+                query=parse_qs(parts.query, keep_blank_values=True),
+                headers={k.lower(): v for k, v in self.headers.items()},
+                body=body,
+            )
+            return self.server.dispatch(request)
+        except ApiError as err:
+            return Response(status=err.status, text=err.text)
+        except Exception as err:  # a handler bug must still answer, as Go's 500 does
+            log.exception("handler failed")
+            return Response(status=500, text=str(err))
 
     def _write(self, response: Response) -> None:
         payload = b""
@@ -157,8 +175,9 @@ class Handler(BaseHTTPRequestHandler):
             self.end_headers()
             if self.command != "HEAD":
                 self.wfile.write(payload)
-        except (BrokenPipeError, ConnectionResetError):
+        except (ConnectionError, TimeoutError):
             # The client gave up, often on a blocking query it stopped waiting for.
+            log.debug("client %s:%s left before its answer", *self.client_address[:2])
             self.close_connection = True
 
 
@@ -181,8 +200,21 @@ def parse_go_bool(text: str) -> bool | None:
     return None
 
 
-def _hide_tokens(path: str, query: dict[str, list[str]]) -> str:
-    for token in query.get("token", []):
-        if token:
-            path = path.replace(token, "<hidden>")
-    return path
+def hide_tokens(target: str) -> str:
+    """The request target with every ``token`` parameter's value replaced by ``<hidden>``.
+
+    Each parameter's name is decoded as ``parse_qs`` decodes it, so ``%74oken=`` is caught too;
+    the other parameters are kept exactly as sent.
+    """
+    path, mark, raw_query = target.partition("?")
+    if not mark:
+        return target
+    params = raw_query.split("&")
+    for position, param in enumerate(params):
+        if unquote_plus(param.partition("=")[0]) == "token":
+            params[position] = "token=<hidden>"
+    return f"{path}?{'&'.join(params)}"
+
+
+def _current_exception() -> BaseException | None:
+    return sys.exc_info()[1]

@@ -129,3 +129,31 @@ def test_deregistering_a_check_keeps_its_service(
     assert api.put(f"/v1/agent/check/deregister/{check_id}").status_code == 200
     assert _check(api, check_id) == {}
     assert name in api.get("/v1/agent/services").json()
+
+
+def _cut(output: str) -> str:
+    # CheckTTL.SetStatus: the first 4096 bytes of the UTF-8 text, and a note of what was kept;
+    # Go slices inside a character, and its JSON encoder writes the broken bytes as U+FFFD.
+    raw = output.encode()
+    if len(raw) <= 4096:
+        return output
+    head = raw[:4096].decode(errors="replace")
+    return f"{head} ... (captured 4096 of {len(raw)} bytes)"
+
+
+@pytest.mark.parametrize(
+    "output",
+    ["x" * 4096, "y" * 5000, "é" * 3000, "a" + "é" * 3000],
+    ids=["4-KiB", "ascii", "two-byte-characters", "cut-inside-a-character"],
+)
+def test_ttl_output_is_cut_to_4_kib_as_consul_cuts_it(
+    api: Api, name: str, registered: list[str], output: str
+) -> None:
+    check_id = _register(api, registered, name, {"TTL": "10m"})
+    # pass/warn/fail take the output as ?note= and cut it once, in CheckTTL.SetStatus.
+    assert api.put(f"/v1/agent/check/warn/{check_id}", note=output).status_code == 200
+    assert _check(api, check_id)["Output"] == _cut(output)
+    # /update cuts it in AgentCheckUpdate, then SetStatus cuts that again.
+    body = {"Status": "passing", "Output": output}
+    assert api.put(f"/v1/agent/check/update/{check_id}", json=body).status_code == 200
+    assert _check(api, check_id)["Output"] == _cut(_cut(output))

@@ -164,6 +164,9 @@ def test_catalog_services_filter_runs_on_each_instance(api: Api, fleet: Fleet) -
         '(Service.ID == "a"',  # unbalanced parenthesis
         'Service.ID == "a" and',  # dangling and
         'Service.ID matches "("',  # bad regular expression
+        'Service.ID matches "a{4294967296}"',  # repeat count too large (Go's regexp refuses)
+        'Service.ID matches "(?=a)"',  # lookahead: RE2 has none
+        r'Service.ID matches "(a)\\1"',  # backreference: RE2 has none
     ],
 )
 def test_a_bad_filter_is_refused_naming_the_problem(
