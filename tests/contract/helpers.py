@@ -62,9 +62,10 @@ class Api:
         if token:
             self.session.headers["X-Consul-Token"] = token
 
-    def get(self, path: str, **params: Any) -> requests.Response:
-        """GET ``path`` with query parameters; blocking queries get a long enough timeout."""
-        return self.session.get(f"{self.addr}{path}", params=params, timeout=90)
+    def get(self, path: str, deadline: float = 90, **params: Any) -> requests.Response:
+        """GET ``path`` with query parameters; the answer must come within *deadline* seconds
+        (long enough for any blocking query the tests make, unless a test sets it shorter)."""
+        return self.session.get(f"{self.addr}{path}", params=params, timeout=deadline)
 
     def put(
         self, path: str, json: Any = None, data: Any = None, **params: Any
