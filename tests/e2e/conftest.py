@@ -7,39 +7,21 @@ stack that does not answer fails the run); a developer can run them against thei
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable, Iterator
 
 import pytest
-import requests
 
-from tests.e2e.stack import ADMIN, Stack, session
-from tests.integration.harness import wait_for
+from tests import stacks
+from tests.e2e.stack import ADMIN, Stack
 
-SERVICES = ("catalog", "quote", "echo")
 START_TIMEOUT = 120.0  # images start on a slow storage driver in CI
 
 
 @pytest.fixture(scope="session")
 def stack() -> Iterator[Stack]:
     """The running stack, once the gateway routes to a passing instance of every service."""
-    with session() as http:
-        try:
-            http.get(f"{ADMIN}/_gateway/health", timeout=5)
-        except requests.ConnectionError:
-            if os.environ.get("E2E_REQUIRE_STACK") != "1":
-                pytest.skip(f"no compose stack answers at {ADMIN}; start one with `make up`")
-        wait_for(
-            lambda: http.get(f"{ADMIN}/_gateway/health", timeout=5).status_code == 200,
-            START_TIMEOUT,
-            "the gateway's /_gateway/health to answer 200",
-        )
-    running = Stack()
-    wait_for(
-        lambda: all(running.gateway_passing(name) for name in SERVICES),
-        START_TIMEOUT,
-        f"a passing instance of each of {', '.join(SERVICES)} in the gateway",
-    )
+    missing = f"no compose stack answers at {ADMIN}; start one with `make up`"
+    running = stacks.routing_stack(ADMIN, Stack, "E2E_REQUIRE_STACK", missing, START_TIMEOUT)
     yield running
     running.close()
 
@@ -47,9 +29,4 @@ def stack() -> Iterator[Stack]:
 @pytest.fixture
 def report(capsys: pytest.CaptureFixture[str]) -> Callable[[str], None]:
     """Print a line to the terminal even while pytest captures output (for the CI log)."""
-
-    def write(line: str) -> None:
-        with capsys.disabled():
-            print(f"\n[e2e] {line}")
-
-    return write
+    return stacks.reporter(capsys, "e2e")

@@ -20,10 +20,10 @@ from pathlib import Path
 from typing import Any
 
 import docker
-import requests
 from docker.models.containers import Container
 
 from tests.integration.harness import wait_for
+from tests.stacks import session
 
 ROOT = Path(__file__).resolve().parents[2]
 GATEWAY = "http://127.0.0.1:8080"
@@ -47,13 +47,6 @@ def compose_command() -> list[str]:
         if probe.returncode == 0:
             return [docker_cli, "compose"]
     return ["docker-compose"]
-
-
-def session() -> requests.Session:
-    """An HTTP session for 127.0.0.1 that ignores any proxy set in the environment."""
-    http = requests.Session()
-    http.trust_env = False
-    return http
 
 
 class Stack:

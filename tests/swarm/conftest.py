@@ -6,49 +6,28 @@ stack that does not answer fails the run; without a deployed stack the tests are
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable, Iterator
 
 import pytest
-import requests
 
-from tests.integration.harness import wait_for
-from tests.swarm.stack import ADMIN, SwarmStack, session, stack_name
+from tests import stacks
+from tests.swarm.stack import ADMIN, SwarmStack, stack_name
 
-SERVICES = ("catalog", "quote", "echo")
 START_TIMEOUT = 180.0  # tasks restart until consul-acl-init made their tokens; vfs is slow
 
 
 @pytest.fixture(scope="session")
 def swarm() -> Iterator[SwarmStack]:
     """The deployed stack, once the gateway routes to a passing instance of every service."""
-    with session() as http:
-        try:
-            http.get(f"{ADMIN}/_gateway/health", timeout=5)
-        except requests.ConnectionError:
-            if os.environ.get("SWARM_REQUIRE_STACK") != "1":
-                pytest.skip(f"no Swarm stack answers at {ADMIN}; .ci/swarm deploys one")
-        wait_for(
-            lambda: http.get(f"{ADMIN}/_gateway/health", timeout=5).status_code == 200,
-            START_TIMEOUT,
-            "the gateway's /_gateway/health to answer 200",
-        )
-    stack = SwarmStack(stack_name())
-    wait_for(
-        lambda: all(stack.gateway_passing(name) for name in SERVICES),
-        START_TIMEOUT,
-        f"a passing instance of each of {', '.join(SERVICES)} in the gateway",
+    missing = f"no Swarm stack answers at {ADMIN}; .ci/swarm deploys one"
+    running = stacks.routing_stack(
+        ADMIN, lambda: SwarmStack(stack_name()), "SWARM_REQUIRE_STACK", missing, START_TIMEOUT
     )
-    yield stack
-    stack.close()
+    yield running
+    running.close()
 
 
 @pytest.fixture
 def report(capsys: pytest.CaptureFixture[str]) -> Callable[[str], None]:
     """Print a line to the terminal even while pytest captures output (for the CI log)."""
-
-    def write(line: str) -> None:
-        with capsys.disabled():
-            print(f"\n[swarm] {line}")
-
-    return write
+    return stacks.reporter(capsys, "swarm")

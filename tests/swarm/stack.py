@@ -16,10 +16,11 @@ import subprocess
 from typing import Any
 
 import docker
-import requests
 from docker.errors import NotFound
 from docker.models.containers import Container
 from docker.models.services import Service
+
+from tests.stacks import session
 
 GATEWAY = "http://127.0.0.1:8080"
 ADMIN = "http://127.0.0.1:9090"
@@ -37,13 +38,6 @@ def stack_name() -> str:
 def docker_cli() -> list[str]:
     """``SWARM_DOCKER`` (.ci/swarm sets the engine's own CLI), else ``docker`` from PATH."""
     return shlex.split(os.environ.get("SWARM_DOCKER", "").strip() or "docker")
-
-
-def session() -> requests.Session:
-    """An HTTP session for 127.0.0.1 that ignores any proxy set in the environment."""
-    http = requests.Session()
-    http.trust_env = False
-    return http
 
 
 class SwarmStack:

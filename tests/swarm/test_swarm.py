@@ -14,7 +14,7 @@ from docker.models.containers import Container
 
 from tests.integration.harness import wait_for
 from tests.load import Load
-from tests.swarm.conftest import SERVICES
+from tests.stacks import SERVICES
 from tests.swarm.stack import AGENT, CONSUL_TOKEN_FILE, GATEWAY, SwarmStack, instance_id
 
 pytestmark = pytest.mark.swarm
