@@ -29,6 +29,12 @@ from discovery.settings import ConsulSettings
 
 log = logging.getLogger(__name__)
 
+# The shortest wait sent with a blocking query. Consul reads ``wait=0`` (or a missing wait) as
+# its 5-minute default (``blockingQuery`` in agent/consul/rpc.go) while py-consul's read
+# timeout adds only the wait it was given, so a wait rounded down to ``0ms`` would hold the
+# query for minutes and time the client out after a few seconds.
+MIN_WAIT = 1.0
+
 Listener = Callable[[Mapping[str, Service]], None]
 __all__ = ["IGNORED_SERVICES", "CatalogWatcher", "Listener", "next_index"]
 
@@ -184,9 +190,11 @@ class CatalogWatcher:
         return self.resync_until
 
     def _wait_param(self) -> str:
-        """The blocking wait; while a resync is held, end it when the hold ends."""
+        """The blocking wait; while a resync is held, end it when the hold ends (or at once
+        after, as :data:`MIN_WAIT` allows): the reader looks again when the hold ends."""
         remaining = self.resync_until - time.monotonic()
-        return format_duration(min(self.wait, remaining) if remaining > 0 else self.wait)
+        wait = min(self.wait, remaining) if remaining > 0 else self.wait
+        return format_duration(max(wait, MIN_WAIT))
 
     def _start_resync(self) -> None:
         """The index went backwards: Consul restarted and lost its registrations."""
