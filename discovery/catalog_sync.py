@@ -25,6 +25,7 @@ from discovery.catalog_diff import CatalogDiff, Changes, WorkList
 from discovery.consul_client import make_client
 from discovery.fingerprints import CheckRow
 from discovery.model import Instance
+from discovery.pacing import Pacer
 from discovery.registration import CONSUL_ERRORS
 from discovery.settings import ConsulSettings
 
@@ -60,10 +61,12 @@ class CatalogSync:
         consul: ConsulSettings,
         hooks: SyncHooks,
         make: Callable[[ConsulSettings], Any] = make_client,
+        min_interval: float = 0.0,
     ) -> None:
         self.consul = consul
         self.hooks = hooks
         self.make = make  # tests pass a fake Consul client here
+        self.min_interval = min_interval  # between two requests of one watch (Pacer)
         self.diff = CatalogDiff()
         self._events: queue.SimpleQueue[Event | None] = queue.SimpleQueue()
         self._stop = threading.Event()
@@ -89,6 +92,7 @@ class CatalogSync:
             lambda index: client.catalog.services(index=index, wait=self.hooks.wait_param()),
             lambda index, body: self._queue(("listing", index, body)),
             self.hooks.status,
+            Pacer(self.min_interval),
         )
 
     def _watch_health(self) -> None:
@@ -98,6 +102,7 @@ class CatalogSync:
             lambda index: client.health.state("any", index=index, wait=self.hooks.wait_param()),
             lambda index, body: self._queue(("checks", index, body)),
             self.hooks.status,
+            Pacer(self.min_interval),
         )
 
     def _queue(self, event: Event) -> bool:

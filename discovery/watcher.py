@@ -25,6 +25,7 @@ from discovery.catalog_sync import CatalogSync, SyncHooks
 from discovery.consul_client import make_client
 from discovery.durations import format_duration
 from discovery.model import Instance, Service
+from discovery.pacing import Pacer
 from discovery.settings import ConsulSettings
 
 log = logging.getLogger(__name__)
@@ -34,6 +35,9 @@ log = logging.getLogger(__name__)
 # timeout adds only the wait it was given, so a wait rounded down to ``0ms`` would hold the
 # query for minutes and time the client out after a few seconds.
 MIN_WAIT = 1.0
+# Successive requests of one blocking query start at least this far apart (discovery.pacing):
+# an isolated change is read at once, the changes of a burst at most this much later.
+DEFAULT_MIN_INTERVAL = 0.05
 
 Listener = Callable[[Mapping[str, Service]], None]
 __all__ = ["IGNORED_SERVICES", "CatalogWatcher", "Listener", "next_index"]
@@ -54,9 +58,12 @@ class CatalogWatcher:
         wait: float = 30.0,
         snapshot_path: Path | None = None,
         resync_grace: float = 15.0,
+        min_interval: float = DEFAULT_MIN_INTERVAL,
     ) -> None:
         self.consul = consul
         self.wait = wait
+        # Between two requests of one blocking query (discovery.pacing).
+        self.min_interval = min_interval
         self.resync_grace = resync_grace
         # Until this time, removals are held back: Consul lost its state and services are
         # still registering again (see _hold_during_resync).
@@ -93,7 +100,7 @@ class CatalogWatcher:
         with self._lock:
             if self.fixed is None:
                 hooks = SyncHooks(self._hooks, self._apply, self._hold_until, self._wait_param)
-                self._sync = CatalogSync(self.consul, hooks)
+                self._sync = CatalogSync(self.consul, hooks, min_interval=self.min_interval)
                 self._sync.start()
             else:
                 for name in self.fixed:
@@ -150,6 +157,7 @@ class CatalogWatcher:
             lambda index: client.health.service(name, index=index, wait=self._wait_param()),
             lambda _, entries: self._on_service(name, entries, stop),
             self._hooks,
+            Pacer(self.min_interval),
         )
 
     def _on_service(self, name: str, entries: object, stop: threading.Event) -> bool:
