@@ -19,6 +19,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from discovery.acl_filter import AclFilterAlarm
 from discovery.backoff import Backoff
 from discovery.blocking import Hooks, follow
 from discovery.catalog_diff import CatalogDiff, Changes, WorkList
@@ -51,6 +52,8 @@ class SyncHooks:
     apply: Callable[[Mapping[str, list[Instance]], set[str]], None]
     hold_until: Callable[[], float]
     wait_param: Callable[[], str]
+    # Told, after every answer of a watch, whether Consul filtered it by ACLs.
+    acl: AclFilterAlarm | None = None
 
 
 class CatalogSync:
@@ -87,9 +90,15 @@ class CatalogSync:
 
     def _watch_catalog(self) -> None:
         client = self.make(self.consul)
+
+        def query(index: int) -> tuple[str | int | None, object]:
+            answer = client.catalog.services(index=index, wait=self.hooks.wait_param())
+            self._observe_acl("/v1/catalog/services", client)
+            return answer  # type: ignore[no-any-return]
+
         follow(
             self._stop,
-            lambda index: client.catalog.services(index=index, wait=self.hooks.wait_param()),
+            query,
             lambda index, body: self._queue(("listing", index, body)),
             self.hooks.status,
             Pacer(self.min_interval),
@@ -97,13 +106,23 @@ class CatalogSync:
 
     def _watch_health(self) -> None:
         client = self.make(self.consul)
+
+        def query(index: int) -> tuple[str | int | None, object]:
+            answer = client.health.state("any", index=index, wait=self.hooks.wait_param())
+            self._observe_acl("/v1/health/state/any", client)
+            return answer  # type: ignore[no-any-return]
+
         follow(
             self._stop,
-            lambda index: client.health.state("any", index=index, wait=self.hooks.wait_param()),
+            query,
             lambda index, body: self._queue(("checks", index, body)),
             self.hooks.status,
             Pacer(self.min_interval),
         )
+
+    def _observe_acl(self, path: str, client: Any) -> None:
+        if self.hooks.acl is not None:
+            self.hooks.acl.observe(path, bool(getattr(client, "filtered_by_acls", False)))
 
     def _queue(self, event: Event) -> bool:
         self._events.put(event)

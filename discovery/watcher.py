@@ -19,6 +19,7 @@ from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 
 from discovery import snapshot_file
+from discovery.acl_filter import AclFilterAlarm
 from discovery.blocking import Hooks, follow, next_index
 from discovery.catalog_diff import IGNORED_SERVICES
 from discovery.catalog_sync import CatalogSync, SyncHooks
@@ -84,6 +85,7 @@ class CatalogWatcher:
         self._ready = threading.Event()
         self._watches: dict[str, threading.Event] = {}
         self._hooks = Hooks(self._on_success, self._on_error, self._start_resync)
+        self.acl_filter = AclFilterAlarm(consul.url)
         self._sync: CatalogSync | None = None
 
     def add_listener(self, listener: Listener) -> None:
@@ -99,7 +101,9 @@ class CatalogWatcher:
                 self._publish(loaded)
         with self._lock:
             if self.fixed is None:
-                hooks = SyncHooks(self._hooks, self._apply, self._hold_until, self._wait_param)
+                hooks = SyncHooks(
+                    self._hooks, self._apply, self._hold_until, self._wait_param, self.acl_filter
+                )
                 self._sync = CatalogSync(self.consul, hooks, min_interval=self.min_interval)
                 self._sync.start()
             else:
@@ -139,6 +143,8 @@ class CatalogWatcher:
             "last_index": self.last_index,
             "from_snapshot_file": self.from_snapshot_file,
             "services": len(self.services),
+            # Watches whose last answer Consul shortened by ACLs: the token cannot see it all.
+            "filtered_by_acls": self.acl_filter.filtered,
         }
 
     # -- a fixed list of services: one blocking query each --------------------------------
@@ -152,9 +158,15 @@ class CatalogWatcher:
 
     def _watch_service(self, name: str, stop: threading.Event) -> None:
         client = make_client(self.consul)
+
+        def query(index: int) -> tuple[str | int | None, object]:
+            answer = client.health.service(name, index=index, wait=self._wait_param())
+            self.acl_filter.observe(f"/v1/health/service/{name}", client.filtered_by_acls)
+            return answer  # type: ignore[no-any-return]
+
         follow(
             stop,
-            lambda index: client.health.service(name, index=index, wait=self._wait_param()),
+            query,
             lambda _, entries: self._on_service(name, entries, stop),
             self._hooks,
             Pacer(self.min_interval),
