@@ -54,6 +54,8 @@ class SyncHooks:
     wait_param: Callable[[], str]
     # Told, after every answer of a watch, whether Consul filtered it by ACLs.
     acl: AclFilterAlarm | None = None
+    # Given the time: the services due to be read again, and when the next one is due.
+    recheck: Callable[[float], tuple[set[str], float | None]] | None = None
 
 
 class CatalogSync:
@@ -173,6 +175,7 @@ class Reader:
         self.full_read_at = time.monotonic()  # the last full re-read began
         self.reread_at: float | None = None  # a full re-read is due then (skipped indexes)
         self.held = time.monotonic() < hooks.hold_until()
+        self.recheck_at: float | None = None  # a held instance is due a second look then
         if diff.ready:  # a new reader after a failure: the old one's work is lost
             self.work.add(diff.names, urgent=False)
 
@@ -190,6 +193,8 @@ class Reader:
             wakes.append(self.hooks.hold_until())
         if self.reread_at is not None:
             wakes.append(self.reread_at)
+        if self.recheck_at is not None:
+            wakes.append(self.recheck_at)
         return max(0.0, min(wakes) - now)
 
     def step(self, changes: Changes) -> None:
@@ -198,6 +203,9 @@ class Reader:
             changes.merge(self._probe())
         now = time.monotonic()
         changes.merge(self.diff.expire(now))
+        if self.hooks.recheck is not None:
+            due, self.recheck_at = self.hooks.recheck(now)
+            changes.dirty |= due
         holding = now < self.hooks.hold_until()
         if self.held and not holding:
             # The hold ended: read everything again and drop what Consul no longer lists.

@@ -25,6 +25,7 @@ from discovery.catalog_diff import IGNORED_SERVICES
 from discovery.catalog_sync import CatalogSync, SyncHooks
 from discovery.consul_client import make_client
 from discovery.durations import format_duration
+from discovery.first_run import FirstRuns
 from discovery.model import Instance, Service
 from discovery.pacing import Pacer
 from discovery.settings import ConsulSettings
@@ -42,11 +43,6 @@ DEFAULT_MIN_INTERVAL = 0.05
 
 Listener = Callable[[Mapping[str, Service]], None]
 __all__ = ["IGNORED_SERVICES", "CatalogWatcher", "Listener", "next_index"]
-
-
-def _never_checked(instance: Instance) -> bool:
-    """True if every failing check of *instance* is still waiting for its first run."""
-    return all(c.status == "passing" or not c.output for c in instance.checks)
 
 
 class CatalogWatcher:
@@ -69,6 +65,10 @@ class CatalogWatcher:
         # Until this time, removals are held back: Consul lost its state and services are
         # still registering again (see _hold_during_resync).
         self.resync_until = 0.0
+        # While a resync is held: which failing checks may not have run yet, and when to look
+        # at the services holding such an instance again (see _hold_during_resync).
+        self.first_runs = FirstRuns()
+        self._recheck: dict[str, float] = {}
         self.snapshot_path = snapshot_path
         self.fixed = frozenset(services) if services is not None else None
         # Replaced, never mutated: readers on the hot path take a reference without a lock.
@@ -102,7 +102,12 @@ class CatalogWatcher:
         with self._lock:
             if self.fixed is None:
                 hooks = SyncHooks(
-                    self._hooks, self._apply, self._hold_until, self._wait_param, self.acl_filter
+                    self._hooks,
+                    self._apply,
+                    self._hold_until,
+                    self._wait_param,
+                    self.acl_filter,
+                    self._due_rechecks,
                 )
                 self._sync = CatalogSync(self.consul, hooks, min_interval=self.min_interval)
                 self._sync.start()
@@ -210,11 +215,23 @@ class CatalogWatcher:
         return self.resync_until
 
     def _wait_param(self) -> str:
-        """The blocking wait; while a resync is held, end it when the hold ends (or at once
-        after, as :data:`MIN_WAIT` allows): the reader looks again when the hold ends."""
-        remaining = self.resync_until - time.monotonic()
+        """The blocking wait; while a resync is held, end it when the hold ends or a held
+        instance is due a second look (or at once after, as :data:`MIN_WAIT` allows)."""
+        now = time.monotonic()
+        remaining = self.resync_until - now
         wait = min(self.wait, remaining) if remaining > 0 else self.wait
+        with self._lock:
+            if self._recheck:
+                wait = min(wait, min(self._recheck.values()) - now)
         return format_duration(max(wait, MIN_WAIT))
+
+    def _due_rechecks(self, now: float) -> tuple[set[str], float | None]:
+        """Services due a second look at a held instance, and when the next one is due."""
+        with self._lock:
+            due = {name for name, at in self._recheck.items() if at <= now}
+            for name in due:
+                del self._recheck[name]
+            return due, min(self._recheck.values(), default=None)
 
     def _start_resync(self) -> None:
         """The index went backwards: Consul restarted and lost its registrations."""
@@ -232,16 +249,28 @@ class CatalogWatcher:
         service at all, and instances that register again start critical until their first
         check runs. Acting on that would empty every route for a few seconds, so until the
         grace period ends the last-known-good copy of an instance stands in for one that is
-        missing or whose failing checks have never run (empty output). A check that ran and
-        failed counts at once. Returns whether the grace period is still on.
+        missing or whose failing checks may not have run yet. A check that ran and failed
+        counts as soon as Consul's answer shows it ran, even with its output still held back
+        (:mod:`discovery.first_run`); the service is looked at again when that becomes
+        certain. Returns whether the grace period is still on. Called with the lock held.
         """
-        if time.monotonic() >= self.resync_until or name not in self.services:
+        self._recheck.pop(name, None)
+        if time.monotonic() >= self.resync_until:
+            self.first_runs.clear()
+            self._recheck.clear()
+            return False
+        if name not in self.services:
             return False
         current = {i.id: i for i in instances}
         for old in self.services[name].passing:
             new = current.get(old.id)
-            if new is None or (not new.passing and _never_checked(new)):
+            if new is not None and new.passing:
+                continue
+            due = None if new is None else self.first_runs.waiting(new)
+            if new is None or due is not None:
                 current[old.id] = old
+            if due is not None and due != float("inf"):
+                self._recheck[name] = min(self._recheck.get(name, due), due)
         instances[:] = list(current.values())
         return True
 
