@@ -2,7 +2,8 @@
 
 Index handling follows Consul's "Blocking Queries" implementation notes
 (https://developer.hashicorp.com/consul/api-docs/features/blocking#implementation-details):
-reset to 0 when the index goes backwards, never go below 1, back off with jitter on errors.
+reset to 0 when the index goes backwards, never go below 1, back off with jitter on errors,
+and rate-limit the requests (:class:`discovery.pacing.Pacer`).
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from discovery.backoff import Backoff
+from discovery.pacing import Pacer
 from discovery.registration import CONSUL_ERRORS
 
 # Ask with the index seen last; answer with (X-Consul-Index, body).
@@ -38,11 +40,24 @@ class Hooks:
     on_reset: Callable[[], None]
 
 
-def follow(stop: threading.Event, query: Query, handle: Handler, hooks: Hooks) -> None:
-    """Run *query* until *stop* is set, calling *handle* whenever the answer may have changed."""
+def follow(
+    stop: threading.Event,
+    query: Query,
+    handle: Handler,
+    hooks: Hooks,
+    pacer: Pacer | None = None,
+) -> None:
+    """Run *query* until *stop* is set, calling *handle* whenever the answer may have changed.
+
+    With a *pacer*, successive requests start at least its ``min_interval`` apart.
+    """
     # A short cap: after an outage the watcher is back within ~2 s of Consul.
     index, seen, backoff, again = 0, 0, Backoff(base=0.05, cap=2.0), False
+    pacer = pacer or Pacer(0.0)
     while not stop.is_set():
+        if (delay := pacer.delay()) > 0 and stop.wait(delay):
+            return
+        pacer.started()
         try:
             raw_index, result = query(index)
         except CONSUL_ERRORS as exc:

@@ -19,12 +19,14 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from discovery.acl_filter import AclFilterAlarm
 from discovery.backoff import Backoff
 from discovery.blocking import Hooks, follow
 from discovery.catalog_diff import CatalogDiff, Changes, WorkList
 from discovery.consul_client import make_client
 from discovery.fingerprints import CheckRow
 from discovery.model import Instance
+from discovery.pacing import Pacer
 from discovery.registration import CONSUL_ERRORS
 from discovery.settings import ConsulSettings
 
@@ -50,6 +52,10 @@ class SyncHooks:
     apply: Callable[[Mapping[str, list[Instance]], set[str]], None]
     hold_until: Callable[[], float]
     wait_param: Callable[[], str]
+    # Told, after every answer of a watch, whether Consul filtered it by ACLs.
+    acl: AclFilterAlarm | None = None
+    # Given the time: the services due to be read again, and when the next one is due.
+    recheck: Callable[[float], tuple[set[str], float | None]] | None = None
 
 
 class CatalogSync:
@@ -60,10 +66,12 @@ class CatalogSync:
         consul: ConsulSettings,
         hooks: SyncHooks,
         make: Callable[[ConsulSettings], Any] = make_client,
+        min_interval: float = 0.0,
     ) -> None:
         self.consul = consul
         self.hooks = hooks
         self.make = make  # tests pass a fake Consul client here
+        self.min_interval = min_interval  # between two requests of one watch (Pacer)
         self.diff = CatalogDiff()
         self._events: queue.SimpleQueue[Event | None] = queue.SimpleQueue()
         self._stop = threading.Event()
@@ -84,21 +92,39 @@ class CatalogSync:
 
     def _watch_catalog(self) -> None:
         client = self.make(self.consul)
+
+        def query(index: int) -> tuple[str | int | None, object]:
+            answer = client.catalog.services(index=index, wait=self.hooks.wait_param())
+            self._observe_acl("/v1/catalog/services", client)
+            return answer  # type: ignore[no-any-return]
+
         follow(
             self._stop,
-            lambda index: client.catalog.services(index=index, wait=self.hooks.wait_param()),
+            query,
             lambda index, body: self._queue(("listing", index, body)),
             self.hooks.status,
+            Pacer(self.min_interval),
         )
 
     def _watch_health(self) -> None:
         client = self.make(self.consul)
+
+        def query(index: int) -> tuple[str | int | None, object]:
+            answer = client.health.state("any", index=index, wait=self.hooks.wait_param())
+            self._observe_acl("/v1/health/state/any", client)
+            return answer  # type: ignore[no-any-return]
+
         follow(
             self._stop,
-            lambda index: client.health.state("any", index=index, wait=self.hooks.wait_param()),
+            query,
             lambda index, body: self._queue(("checks", index, body)),
             self.hooks.status,
+            Pacer(self.min_interval),
         )
+
+    def _observe_acl(self, path: str, client: Any) -> None:
+        if self.hooks.acl is not None:
+            self.hooks.acl.observe(path, bool(getattr(client, "filtered_by_acls", False)))
 
     def _queue(self, event: Event) -> bool:
         self._events.put(event)
@@ -149,6 +175,7 @@ class Reader:
         self.full_read_at = time.monotonic()  # the last full re-read began
         self.reread_at: float | None = None  # a full re-read is due then (skipped indexes)
         self.held = time.monotonic() < hooks.hold_until()
+        self.recheck_at: float | None = None  # a held instance is due a second look then
         if diff.ready:  # a new reader after a failure: the old one's work is lost
             self.work.add(diff.names, urgent=False)
 
@@ -166,6 +193,8 @@ class Reader:
             wakes.append(self.hooks.hold_until())
         if self.reread_at is not None:
             wakes.append(self.reread_at)
+        if self.recheck_at is not None:
+            wakes.append(self.recheck_at)
         return max(0.0, min(wakes) - now)
 
     def step(self, changes: Changes) -> None:
@@ -174,6 +203,9 @@ class Reader:
             changes.merge(self._probe())
         now = time.monotonic()
         changes.merge(self.diff.expire(now))
+        if self.hooks.recheck is not None:
+            due, self.recheck_at = self.hooks.recheck(now)
+            changes.dirty |= due
         holding = now < self.hooks.hold_until()
         if self.held and not holding:
             # The hold ended: read everything again and drop what Consul no longer lists.

@@ -20,6 +20,11 @@ class Check:
     name: str
     status: str
     output: str = ""
+    # What tells a check that never ran from one that failed (discovery.first_run).
+    interval: str = ""
+    timeout: str = ""
+    create_index: int = 0
+    modify_index: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,7 +51,16 @@ class Instance:
         """Build from one element of ``GET /v1/health/service/:name``."""
         node, svc = entry["Node"], entry["Service"]
         checks = tuple(
-            Check(c["CheckID"], c.get("Name", ""), c["Status"], c.get("Output", ""))
+            Check(
+                c["CheckID"],
+                c.get("Name", ""),
+                c["Status"],
+                c.get("Output", ""),
+                interval=str(c.get("Interval") or ""),
+                timeout=str(c.get("Timeout") or ""),
+                create_index=int(c.get("CreateIndex") or 0),
+                modify_index=int(c.get("ModifyIndex") or 0),
+            )
             for c in entry.get("Checks") or ()
         )
         return cls(

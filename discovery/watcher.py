@@ -19,23 +19,30 @@ from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 
 from discovery import snapshot_file
+from discovery.acl_filter import AclFilterAlarm
 from discovery.blocking import Hooks, follow, next_index
 from discovery.catalog_diff import IGNORED_SERVICES
 from discovery.catalog_sync import CatalogSync, SyncHooks
 from discovery.consul_client import make_client
 from discovery.durations import format_duration
+from discovery.first_run import FirstRuns
 from discovery.model import Instance, Service
+from discovery.pacing import Pacer
 from discovery.settings import ConsulSettings
 
 log = logging.getLogger(__name__)
 
+# The shortest wait sent with a blocking query. Consul reads ``wait=0`` (or a missing wait) as
+# its 5-minute default (``blockingQuery`` in agent/consul/rpc.go) while py-consul's read
+# timeout adds only the wait it was given, so a wait rounded down to ``0ms`` would hold the
+# query for minutes and time the client out after a few seconds.
+MIN_WAIT = 1.0
+# Successive requests of one blocking query start at least this far apart (discovery.pacing):
+# an isolated change is read at once, the changes of a burst at most this much later.
+DEFAULT_MIN_INTERVAL = 0.05
+
 Listener = Callable[[Mapping[str, Service]], None]
 __all__ = ["IGNORED_SERVICES", "CatalogWatcher", "Listener", "next_index"]
-
-
-def _never_checked(instance: Instance) -> bool:
-    """True if every failing check of *instance* is still waiting for its first run."""
-    return all(c.status == "passing" or not c.output for c in instance.checks)
 
 
 class CatalogWatcher:
@@ -48,13 +55,20 @@ class CatalogWatcher:
         wait: float = 30.0,
         snapshot_path: Path | None = None,
         resync_grace: float = 15.0,
+        min_interval: float = DEFAULT_MIN_INTERVAL,
     ) -> None:
         self.consul = consul
         self.wait = wait
+        # Between two requests of one blocking query (discovery.pacing).
+        self.min_interval = min_interval
         self.resync_grace = resync_grace
         # Until this time, removals are held back: Consul lost its state and services are
         # still registering again (see _hold_during_resync).
         self.resync_until = 0.0
+        # While a resync is held: which failing checks may not have run yet, and when to look
+        # at the services holding such an instance again (see _hold_during_resync).
+        self.first_runs = FirstRuns()
+        self._recheck: dict[str, float] = {}
         self.snapshot_path = snapshot_path
         self.fixed = frozenset(services) if services is not None else None
         # Replaced, never mutated: readers on the hot path take a reference without a lock.
@@ -71,6 +85,7 @@ class CatalogWatcher:
         self._ready = threading.Event()
         self._watches: dict[str, threading.Event] = {}
         self._hooks = Hooks(self._on_success, self._on_error, self._start_resync)
+        self.acl_filter = AclFilterAlarm(consul.url)
         self._sync: CatalogSync | None = None
 
     def add_listener(self, listener: Listener) -> None:
@@ -86,8 +101,15 @@ class CatalogWatcher:
                 self._publish(loaded)
         with self._lock:
             if self.fixed is None:
-                hooks = SyncHooks(self._hooks, self._apply, self._hold_until, self._wait_param)
-                self._sync = CatalogSync(self.consul, hooks)
+                hooks = SyncHooks(
+                    self._hooks,
+                    self._apply,
+                    self._hold_until,
+                    self._wait_param,
+                    self.acl_filter,
+                    self._due_rechecks,
+                )
+                self._sync = CatalogSync(self.consul, hooks, min_interval=self.min_interval)
                 self._sync.start()
             else:
                 for name in self.fixed:
@@ -126,6 +148,8 @@ class CatalogWatcher:
             "last_index": self.last_index,
             "from_snapshot_file": self.from_snapshot_file,
             "services": len(self.services),
+            # Watches whose last answer Consul shortened by ACLs: the token cannot see it all.
+            "filtered_by_acls": self.acl_filter.filtered,
         }
 
     # -- a fixed list of services: one blocking query each --------------------------------
@@ -139,11 +163,18 @@ class CatalogWatcher:
 
     def _watch_service(self, name: str, stop: threading.Event) -> None:
         client = make_client(self.consul)
+
+        def query(index: int) -> tuple[str | int | None, object]:
+            answer = client.health.service(name, index=index, wait=self._wait_param())
+            self.acl_filter.observe(f"/v1/health/service/{name}", client.filtered_by_acls)
+            return answer  # type: ignore[no-any-return]
+
         follow(
             stop,
-            lambda index: client.health.service(name, index=index, wait=self._wait_param()),
+            query,
             lambda _, entries: self._on_service(name, entries, stop),
             self._hooks,
+            Pacer(self.min_interval),
         )
 
     def _on_service(self, name: str, entries: object, stop: threading.Event) -> bool:
@@ -184,9 +215,23 @@ class CatalogWatcher:
         return self.resync_until
 
     def _wait_param(self) -> str:
-        """The blocking wait; while a resync is held, end it when the hold ends."""
-        remaining = self.resync_until - time.monotonic()
-        return format_duration(min(self.wait, remaining) if remaining > 0 else self.wait)
+        """The blocking wait; while a resync is held, end it when the hold ends or a held
+        instance is due a second look (or at once after, as :data:`MIN_WAIT` allows)."""
+        now = time.monotonic()
+        remaining = self.resync_until - now
+        wait = min(self.wait, remaining) if remaining > 0 else self.wait
+        with self._lock:
+            if self._recheck:
+                wait = min(wait, min(self._recheck.values()) - now)
+        return format_duration(max(wait, MIN_WAIT))
+
+    def _due_rechecks(self, now: float) -> tuple[set[str], float | None]:
+        """Services due a second look at a held instance, and when the next one is due."""
+        with self._lock:
+            due = {name for name, at in self._recheck.items() if at <= now}
+            for name in due:
+                del self._recheck[name]
+            return due, min(self._recheck.values(), default=None)
 
     def _start_resync(self) -> None:
         """The index went backwards: Consul restarted and lost its registrations."""
@@ -204,16 +249,28 @@ class CatalogWatcher:
         service at all, and instances that register again start critical until their first
         check runs. Acting on that would empty every route for a few seconds, so until the
         grace period ends the last-known-good copy of an instance stands in for one that is
-        missing or whose failing checks have never run (empty output). A check that ran and
-        failed counts at once. Returns whether the grace period is still on.
+        missing or whose failing checks may not have run yet. A check that ran and failed
+        counts as soon as Consul's answer shows it ran, even with its output still held back
+        (:mod:`discovery.first_run`); the service is looked at again when that becomes
+        certain. Returns whether the grace period is still on. Called with the lock held.
         """
-        if time.monotonic() >= self.resync_until or name not in self.services:
+        self._recheck.pop(name, None)
+        if time.monotonic() >= self.resync_until:
+            self.first_runs.clear()
+            self._recheck.clear()
+            return False
+        if name not in self.services:
             return False
         current = {i.id: i for i in instances}
         for old in self.services[name].passing:
             new = current.get(old.id)
-            if new is None or (not new.passing and _never_checked(new)):
+            if new is not None and new.passing:
+                continue
+            due = None if new is None else self.first_runs.waiting(new)
+            if new is None or due is not None:
                 current[old.id] = old
+            if due is not None and due != float("inf"):
+                self._recheck[name] = min(self._recheck.get(name, due), due)
         instances[:] = list(current.values())
         return True
 

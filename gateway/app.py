@@ -74,6 +74,7 @@ def create_app(settings: GatewaySettings | None = None, start: bool = True) -> G
         wait=settings.watch_wait,
         snapshot_path=settings.snapshot_file,
         resync_grace=settings.resync_grace,
+        min_interval=settings.watch_min_interval,
     )
     gateway = Gateway(Proxy(settings, watcher))
     if start:

@@ -34,6 +34,7 @@ class GatewaySettings:
     retry_budget_ratio: float = 0.2
     retry_budget_floor: int = 10
     watch_wait: float = 30.0
+    watch_min_interval: float = 0.05
     stale_after: float = 60.0
     resync_grace: float = 15.0
     startup_wait: float = 5.0
@@ -89,6 +90,10 @@ class GatewaySettings:
             retry_budget_ratio=env.get_float(e, "GATEWAY_RETRY_BUDGET", 0.2, 0.0, 1.0),
             retry_budget_floor=env.get_int(e, "GATEWAY_RETRY_FLOOR", 10, 0, 100_000),
             watch_wait=env.get_duration(e, "GATEWAY_WATCH_WAIT", "30s", lo=1, hi=600),
+            # Below a second: the pause delays the second change of a burst by up to this.
+            watch_min_interval=env.get_duration(
+                e, "GATEWAY_WATCH_MIN_INTERVAL", "50ms", lo=0, hi=1
+            ),
             stale_after=env.get_duration(e, "GATEWAY_STALE_AFTER", "60s", lo=1, hi=86400),
             resync_grace=env.get_duration(e, "GATEWAY_RESYNC_GRACE", "15s", lo=0, hi=3600),
             # Below gunicorn's 30 s worker timeout, which also covers a worker's start.

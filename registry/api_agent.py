@@ -17,7 +17,7 @@ from .app import App
 from .config import VERSION
 from .durations import format_duration
 from .errors import bad_request, not_found
-from .reads import entry_filter
+from .reads import AclDrops, entry_filter
 from .web import Request, Response, parse_go_bool
 
 
@@ -65,13 +65,15 @@ def agent_services(app: App, request: Request, _: str) -> Response:
     """GET /v1/agent/services[?filter=]"""
     authz = app.authorize(request)
     keep = entry_filter(request, filter_fields.AGENT_SERVICE)
+    drops = AclDrops(app, request)
     with app.store.lock:
         services = {
             s.service_id: render.agent_service(s, app.config.datacenter)
             for s in app.store.services()
-            if s.local and authz.allowed("service", "read", s.name)
+            if s.local and drops.keep(authz.allowed("service", "read", s.name))
         }
-    return Response(body={key: value for key, value in services.items() if keep(value)})
+    body = {key: value for key, value in services.items() if keep(value)}
+    return Response(body=body, headers=drops.headers())
 
 
 def agent_service(app: App, request: Request, service_id: str) -> Response:

@@ -5,7 +5,8 @@ would (agent/consul/state/catalog.go): the per-service index for one service nam
 table for checks by state, the services table for the service list, the nodes table for nodes.
 Entries the token may not read are filtered out, as Consul's ACL filter does for list endpoints
 (agent/consul/acl.go ``aclFilter``): a service list needs service:read on each name; instances
-and checks need node:read on their node as well.
+and checks need node:read on their node as well. An answer so shortened carries
+``X-Consul-Results-Filtered-By-ACLs: true`` when the request had a token (``reads.AclDrops``).
 ``?passing`` drops an entry when any of its checks, node checks included, is not passing, so a
 warning drops it too (``filterNonPassing`` in agent/health_endpoint.go). ``?tag`` may repeat;
 an entry must carry every tag, compared case-insensitively (``serviceTagFilter``).
@@ -21,7 +22,15 @@ from . import blocking, filter_fields, render
 from .app import App
 from .errors import bad_request
 from .model import Service
-from .reads import answer, can_read_service, entry_filter, kept, node_meta_matches, prelude
+from .reads import (
+    AclDrops,
+    answer,
+    can_read_service,
+    entry_filter,
+    kept,
+    node_meta_matches,
+    prelude,
+)
 from .reads import render_checks as _render_checks
 from .web import Request, Response, parse_go_bool
 
@@ -32,20 +41,24 @@ def health_service(app: App, request: Request, name: str) -> Response:
     tags = request.query.get("tag", [])
     passing = _bool_param(request, "passing", "Invalid value for ?passing")
     keep = entry_filter(request, filter_fields.HEALTH_ENTRY)
+    drops = AclDrops(app, request)
     if not name:
         raise bad_request("Missing service name")
 
     def query() -> tuple[int, list[Any]]:
         instances = [s for s in app.store.services() if s.name == name]
         index = app.store.service_index(name, bool(instances), with_checks=True)
-        if not can_read_service(authz, app, name) or not node_meta_matches(request):
+        if not node_meta_matches(request):
             return index, []
+        readable = can_read_service(authz, app, name)
         checks = app.store.checks()
         node_checks = [c for c in checks if not c.service_id]
         node_json = render.node(app.node, app.store.table_index("nodes"))
         entries = []
         for service in instances:
-            if not _has_tags(service, tags):
+            # The ACL filter runs on the tag-filtered answer, before ?passing (an HTTP-side
+            # filter, filterNonPassing).
+            if not _has_tags(service, tags) or not drops.keep(readable):
                 continue
             own = node_checks + [c for c in checks if c.service_id == service.service_id]
             if passing and any(c.status != "passing" for c in own):
@@ -54,13 +67,14 @@ def health_service(app: App, request: Request, name: str) -> Response:
             entries.append(render.health_entry(node_json, service, rendered))
         return index, entries
 
-    return answer(app, request, query, kept(keep))
+    return answer(app, request, query, kept(keep), drops)
 
 
 def health_checks(app: App, request: Request, name: str) -> Response:
     """GET /v1/health/checks/:name"""
     authz = prelude(app, request)
     keep = entry_filter(request, filter_fields.CHECK)
+    drops = AclDrops(app, request)
     if not name:
         raise bad_request("Missing service name")
 
@@ -69,15 +83,16 @@ def health_checks(app: App, request: Request, name: str) -> Response:
         if not node_meta_matches(request):
             return index, []
         checks = [c for c in app.store.checks() if c.service_id and c.service_name == name]
-        return index, _render_checks(app, authz, checks)
+        return index, _render_checks(app, authz, checks, drops)
 
-    return answer(app, request, query, kept(keep))
+    return answer(app, request, query, kept(keep), drops)
 
 
 def health_state(app: App, request: Request, state: str) -> Response:
     """GET /v1/health/state/:state (any, passing, warning or critical)"""
     authz = prelude(app, request)
     keep = entry_filter(request, filter_fields.CHECK)
+    drops = AclDrops(app, request)
     if not state:
         raise bad_request("Missing check state")
 
@@ -86,22 +101,23 @@ def health_state(app: App, request: Request, state: str) -> Response:
         if not node_meta_matches(request):
             return index, []
         checks = [c for c in app.store.checks() if state == "any" or c.status == state]
-        return index, _render_checks(app, authz, checks)
+        return index, _render_checks(app, authz, checks, drops)
 
-    return answer(app, request, query, kept(keep))
+    return answer(app, request, query, kept(keep), drops)
 
 
 def catalog_services(app: App, request: Request, _: str) -> Response:
     """GET /v1/catalog/services; the filter runs on each instance, as ``structs.ServiceNode``"""
     authz = prelude(app, request)
     keep = entry_filter(request, filter_fields.CATALOG_SERVICE)
+    drops = AclDrops(app, request)
 
     def query() -> tuple[int, list[Any]]:
         index = app.store.table_index("services")
         if not node_meta_matches(request):
             return index, []
         instances = app.store.services()
-        allowed = [s for s in instances if authz.allowed("service", "read", s.name)]
+        allowed = [s for s in instances if drops.keep(authz.allowed("service", "read", s.name))]
         return index, [render.catalog_service(app.node, s) for s in allowed]
 
     def finish(entries: list[Any]) -> dict[str, list[str]]:
@@ -112,7 +128,7 @@ def catalog_services(app: App, request: Request, _: str) -> Response:
                 tags.extend(t for t in entry["ServiceTags"] if t not in tags)
         return listing
 
-    return answer(app, request, query, finish)
+    return answer(app, request, query, finish, drops)
 
 
 def catalog_service(app: App, request: Request, name: str) -> Response:
@@ -120,32 +136,41 @@ def catalog_service(app: App, request: Request, name: str) -> Response:
     authz = prelude(app, request)
     tags = request.query.get("tag", [])
     keep = entry_filter(request, filter_fields.CATALOG_SERVICE)
+    drops = AclDrops(app, request)
     if not name:
         raise bad_request("Missing service name")
 
     def query() -> tuple[int, list[Any]]:
         instances = [s for s in app.store.services() if s.name == name]
         index = app.store.service_index(name, bool(instances), with_checks=False)
-        if not can_read_service(authz, app, name) or not node_meta_matches(request):
+        if not node_meta_matches(request):
             return index, []
-        chosen = [render.catalog_service(app.node, s) for s in instances if _has_tags(s, tags)]
+        readable = can_read_service(authz, app, name)
+        chosen = [
+            render.catalog_service(app.node, s)
+            for s in instances
+            if _has_tags(s, tags) and drops.keep(readable)
+        ]
         return index, chosen
 
-    return answer(app, request, query, kept(keep))
+    return answer(app, request, query, kept(keep), drops)
 
 
 def catalog_nodes(app: App, request: Request, _: str) -> Response:
     """GET /v1/catalog/nodes"""
     authz = prelude(app, request)
     keep = entry_filter(request, filter_fields.NODE)
+    drops = AclDrops(app, request)
 
     def query() -> tuple[int, list[Any]]:
         index = app.store.table_index("nodes")
-        if not authz.allowed("node", "read", app.node.name) or not node_meta_matches(request):
+        if not node_meta_matches(request):
+            return index, []
+        if not drops.keep(authz.allowed("node", "read", app.node.name)):
             return index, []
         return index, [render.node(app.node, index)]
 
-    return answer(app, request, query, kept(keep))
+    return answer(app, request, query, kept(keep), drops)
 
 
 def status_leader(app: App, request: Request, _: str) -> Response:

@@ -15,7 +15,7 @@ from .acl import Authorizer
 from .app import App
 from .errors import bad_request, not_found
 from .model import CRITICAL, PASSING, STATUSES, WARNING
-from .reads import entry_filter
+from .reads import AclDrops, entry_filter
 from .runners import truncate_output
 from .web import Request, Response
 
@@ -24,13 +24,15 @@ def agent_checks(app: App, request: Request, _: str) -> Response:
     """GET /v1/agent/checks: the agent's own checks (no node-level serfHealth)."""
     authz = app.authorize(request)
     keep = entry_filter(request, filter_fields.CHECK)
+    drops = AclDrops(app, request)
     with app.store.lock:
         checks = {
             c.check_id: render.check(c, app.node.name, with_indexes=False)
             for c in app.store.checks()
-            if c.local and _may(authz, app, c.service_name, "read")
+            if c.local and drops.keep(_may(authz, app, c.service_name, "read"))
         }
-    return Response(body={key: value for key, value in checks.items() if keep(value)})
+    body = {key: value for key, value in checks.items() if keep(value)}
+    return Response(body=body, headers=drops.headers())
 
 
 def register_check(app: App, request: Request, _: str) -> Response:

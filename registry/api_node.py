@@ -16,7 +16,7 @@ from . import filter_fields, render
 from .app import App
 from .config import VERSION
 from .errors import bad_request
-from .reads import answer, can_read_check, entry_filter, kept, prelude
+from .reads import AclDrops, answer, can_read_check, entry_filter, kept, prelude
 from .web import JSON_NULL, Request, Response, parse_go_bool
 
 
@@ -24,6 +24,7 @@ def health_node(app: App, request: Request, node: str) -> Response:
     """GET /v1/health/node/:node"""
     authz = prelude(app, request)
     keep = entry_filter(request, filter_fields.CHECK)
+    drops = AclDrops(app, request)
     if not node:
         raise bad_request("Missing node name")
 
@@ -31,27 +32,30 @@ def health_node(app: App, request: Request, node: str) -> Response:
         index = app.store.table_index("checks")
         if not _is_this_node(app, node):
             return index, []
-        checks = [c for c in app.store.checks() if can_read_check(authz, app, c)]
+        checks = [c for c in app.store.checks() if drops.keep(can_read_check(authz, app, c))]
         return index, [render.check(c, app.node.name) for c in checks]
 
-    return answer(app, request, query, kept(keep))
+    return answer(app, request, query, kept(keep), drops)
 
 
 def catalog_node(app: App, request: Request, node: str) -> Response:
     """GET /v1/catalog/node/:node; the filter runs on each service of ``Services``."""
     authz = prelude(app, request)
     keep = entry_filter(request, filter_fields.NODE_SERVICE)
+    drops = AclDrops(app, request)
     if not node:
         raise bad_request("Missing node name")
 
     def query() -> tuple[int, object]:
         index = app.store.table_index("nodes", "services")
-        if not _is_this_node(app, node) or not authz.allowed("node", "read", app.node.name):
+        if not _is_this_node(app, node):
             return index, JSON_NULL
+        if not drops.keep(authz.allowed("node", "read", app.node.name)):
+            return index, JSON_NULL  # filterNodeServices drops the whole node
         services = {
             s.service_id: render.node_service(s)
             for s in app.store.services()
-            if authz.allowed("service", "read", s.name)
+            if drops.keep(authz.allowed("service", "read", s.name))
         }
         node_json = render.node(app.node, app.store.table_index("nodes"))
         return index, {"Node": node_json, "Services": services}
@@ -62,7 +66,7 @@ def catalog_node(app: App, request: Request, node: str) -> Response:
         chosen = {key: value for key, value in body["Services"].items() if keep(value)}
         return {**body, "Services": chosen}
 
-    return answer(app, request, query, finish)
+    return answer(app, request, query, finish, drops)
 
 
 def catalog_datacenters(app: App, request: Request, _: str) -> Response:
@@ -73,8 +77,9 @@ def catalog_datacenters(app: App, request: Request, _: str) -> Response:
 def agent_members(app: App, request: Request, _: str) -> Response:
     """GET /v1/agent/members: the LAN pool, which is this node (node:read to see it)."""
     authz = app.authorize(request)
-    if not authz.allowed("node", "read", app.node.name):
-        return Response(body=[])
+    drops = AclDrops(app, request)
+    if not drops.keep(authz.allowed("node", "read", app.node.name)):
+        return Response(body=[], headers=drops.headers())
     return Response(body=[render.member(app.node, VERSION)])
 
 

@@ -57,6 +57,8 @@ class Config:
     #: Seconds a socket read or write may wait for the client (``web.Handler``).
     read_timeout: float = parse_duration(READ_TIMEOUT)
     log_level: str = "info"
+    #: Consul's ``check_update_interval``; 0 (the default here) shows new output at once.
+    check_update_interval: float = 0.0
 
 
 def parse_args(argv: list[str] | None = None) -> Config:
@@ -94,6 +96,15 @@ def parse_args(argv: list[str] | None = None) -> Config:
         help="least severe log lines written to stderr (default: %(default)s)",
     )
     parser.add_argument(
+        "--check-update-interval",
+        type=_duration,
+        default="0s",
+        metavar="DURATION",
+        help="hold a check's new output back from the catalog when its status does not "
+        "change, as Consul's check_update_interval does (Consul: 5m; default here: %(default)s, "
+        "which shows it at once)",
+    )
+    parser.add_argument(
         "--test-min-deregister-after",
         type=_duration,
         default=MIN_DEREGISTER_AFTER,
@@ -127,6 +138,7 @@ def parse_args(argv: list[str] | None = None) -> Config:
         reap_interval=max(_seconds(args.test_reap_interval), 0.01),
         read_timeout=max(_seconds(args.test_read_timeout), 0.01),
         log_level=args.log_level,
+        check_update_interval=_seconds(args.check_update_interval),
     )
 
 

@@ -142,6 +142,8 @@ class Check:
     local: bool = True
     create_index: int = 0
     modify_index: int = 0
+    #: A newer output the agent holds back from the catalog (``check_update_interval``).
+    agent_output: str | None = None
 
     def same_definition(self, other: Check) -> bool:
         """True when a re-registration changes nothing visible in the catalog."""

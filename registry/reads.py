@@ -6,7 +6,8 @@ rows under the lock, so one client's filter never holds up the writes and reads 
 
 Entries a token may not read are dropped, as Consul's ACL filter does for list endpoints
 (agent/consul/acl.go ``aclFilter``): a service needs service:read on its name and node:read on
-its node; a check needs node:read, plus service:read for a service's check.
+its node; a check needs node:read, plus service:read for a service's check. When that drops
+something, the answer says so in ``X-Consul-Results-Filtered-By-ACLs: true`` (:class:`AclDrops`).
 """
 
 from __future__ import annotations
@@ -23,6 +24,8 @@ from .filter_parse import FilterError
 from .model import Check
 from .web import Request, Response
 
+#: Set on a list answer ACLs shortened (``setResultsFilteredByACLs`` in agent/http.go).
+FILTERED_HEADER = "X-Consul-Results-Filtered-By-ACLs"
 #: Longest ``?filter=`` accepted, in characters; Consul sets none, but no real filter comes near.
 MAX_FILTER_CHARS = 4096
 T = TypeVar("T")
@@ -38,17 +41,51 @@ def prelude(app: App, request: Request) -> Authorizer:
     return authz
 
 
+class AclDrops:
+    """Whether ACLs dropped entries from an answer, and the header that says so.
+
+    Consul's ACL filter reports whether it removed anything (``QueryMeta.ResultsFilteredByACLs``,
+    agent/consul/acl_filter.go); the header carries it only to a request that presented a
+    token (``maskResultsFilteredByACLs``), so an anonymous caller learns nothing of what it
+    cannot see, and it is never sent as "false". It reflects ACLs alone: ``?filter=``,
+    ``?passing`` and ``?node-meta=`` narrowing an answer do not set it.
+    """
+
+    def __init__(self, app: App, request: Request) -> None:
+        self.has_token = bool(app.request_secret(request))
+        self.dropped = False
+
+    def keep(self, allowed: bool) -> bool:
+        """Pass *allowed* through, noting a drop."""
+        self.dropped |= not allowed
+        return allowed
+
+    def headers(self) -> dict[str, str]:
+        """The header to add to the answer, if any."""
+        return {FILTERED_HEADER: "true"} if self.dropped and self.has_token else {}
+
+
 def answer(
     app: App,
     request: Request,
     query: Callable[[], tuple[int, T]],
     finish: Callable[[T], Any] | None = None,
+    drops: AclDrops | None = None,
 ) -> Response:
     """Run ``query`` as a blocking query, then ``finish`` on its rows with the store unlocked,
-    and answer with Consul's query-meta headers."""
-    index, rows = blocking.run(app.store, request, query)
+    and answer with Consul's query-meta headers (and *drops*' header from the last run)."""
+
+    def run() -> tuple[int, T]:
+        if drops is not None:
+            drops.dropped = False  # a blocking query runs again on every write: keep the last
+        return query()
+
+    index, rows = blocking.run(app.store, request, run)
     body = finish(rows) if finish is not None else rows
-    return Response(body=body, headers=blocking.meta_headers(request, index))
+    headers = blocking.meta_headers(request, index)
+    if drops is not None:
+        headers.update(drops.headers())
+    return Response(body=body, headers=headers)
 
 
 def kept(keep: Predicate) -> Callable[[list[Any]], list[Any]]:
@@ -92,9 +129,11 @@ def node_meta_matches(request: Request) -> bool:
     return True
 
 
-def render_checks(app: App, authz: Authorizer, checks: list[Check]) -> list[Any]:
+def render_checks(app: App, authz: Authorizer, checks: list[Check], drops: AclDrops) -> list[Any]:
     """The checks the token may read, as JSON."""
-    return [render.check(c, app.node.name) for c in checks if can_read_check(authz, app, c)]
+    return [
+        render.check(c, app.node.name) for c in checks if drops.keep(can_read_check(authz, app, c))
+    ]
 
 
 def can_read_check(authz: Authorizer, app: App, check: Check) -> bool:

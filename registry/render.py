@@ -72,14 +72,18 @@ def node_service(service: Service) -> Json:
 
 
 def check(check: Check, node_name: str, with_indexes: bool = True) -> Json:
-    """A health check (``structs.HealthCheck``); the agent's local copies carry no indexes."""
+    """A health check (``structs.HealthCheck``); the agent's local copies carry no indexes,
+    and the newest output, which the catalog may not have yet (``Check.agent_output``)."""
+    output = check.output
+    if not with_indexes and check.agent_output is not None:
+        output = check.agent_output
     return {
         "Node": node_name,
         "CheckID": check.check_id,
         "Name": check.name,
         "Status": check.status,
         "Notes": check.notes,
-        "Output": check.output,
+        "Output": output,
         "ServiceID": check.service_id,
         "ServiceName": check.service_name,
         "ServiceTags": list(check.service_tags),

@@ -26,7 +26,7 @@ class RegistryServer:
             address=NODE_ADDRESS,
             datacenter=config.datacenter,
         )
-        store = Store(node)
+        store = Store(node, config.check_update_interval)
         self.agent = Agent(store, config.min_deregister_after)
         acl = AclState(store.next_index, config.acl_token) if config.acl_enabled else None
         self.app = App(config=config, node=node, store=store, agent=self.agent, acl=acl)

@@ -9,6 +9,7 @@ All access goes through one re-entrant lock; ``changed`` is its condition variab
 
 from __future__ import annotations
 
+import random
 import threading
 import time
 from collections.abc import Callable, Iterable
@@ -33,8 +34,10 @@ R = TypeVar("R")
 class Store:
     """Services and checks of the node; every method is safe to call from any thread."""
 
-    def __init__(self, node: Node) -> None:
+    def __init__(self, node: Node, check_update_interval: float = 0.0) -> None:
         self.node = node
+        #: Consul's ``check_update_interval``; 0 shows a new output at once (see set_status).
+        self.check_update_interval = check_update_interval
         self.lock = threading.RLock()
         self.changed = threading.Condition(self.lock)
         self._index = 0
@@ -156,8 +159,11 @@ class Store:
         """Record a check result, tracking since when the check has been critical.
 
         Like the agent's local state (agent/local/state.go ``UpdateCheck``), a result that only
-        changes the output does not write to the catalog at once: Consul defers it by
-        ``check_update_interval``. The registry shows the new output without a new index.
+        changes the output does not write to the catalog at once. With a
+        ``check_update_interval`` the registry does as Consul does: the agent's copy
+        (/v1/agent/checks) shows the new output, and the catalog keeps the old one, with its
+        ModifyIndex, until a write half an interval to an interval and a half later. Without
+        one (the default) it shows the new output everywhere at once, without a new index.
         """
         with self.lock:
             check = self._checks.get(check_id)
@@ -168,9 +174,36 @@ class Store:
             elif check.critical_since is None:
                 check.critical_since = time.monotonic()
             if check.status == status:
-                check.output = output
+                if self.check_update_interval > 0:
+                    self._defer_output(check, output)
+                else:
+                    check.output = output
                 return
-            check.status, check.output = status, output
+            check.status, check.output, check.agent_output = status, output, None
+            idx = self._index + 1
+            check.modify_index = idx
+            self._commit(idx, {"checks"}, self._names_for(check))
+
+    def _defer_output(self, check: Check, output: str) -> None:
+        if output == (check.output if check.agent_output is None else check.agent_output):
+            return
+        pending = check.agent_output is not None
+        check.agent_output = output
+        if not pending:
+            # Consul's delay: d/2 + lib.RandomStagger(d), so writes of many checks spread out.
+            interval = self.check_update_interval
+            delay = interval / 2 + random.uniform(0, interval)
+            timer = threading.Timer(delay, self._write_deferred_output, args=(check,))
+            timer.daemon = True
+            timer.start()
+
+    def _write_deferred_output(self, check: Check) -> None:
+        """The deferred write: the agent's output reaches the catalog, with a new index."""
+        with self.lock:
+            # A check replaced, removed, or written since (a status change) has nothing due.
+            if self._checks.get(check.check_id) is not check or check.agent_output is None:
+                return
+            check.output, check.agent_output = check.agent_output, None
             idx = self._index + 1
             check.modify_index = idx
             self._commit(idx, {"checks"}, self._names_for(check))

@@ -17,6 +17,10 @@ client_addr = "0.0.0.0"
 ui_config {
   enabled = true
 }
+# Consul's defaults for a server, written down: it never leaves the cluster when stopped, so a
+# restart keeps the Raft peer set (and the quorum of two) unchanged. Leaving would shrink it.
+leave_on_terminate = false
+skip_leave_on_interrupt = true
 
 acl {
   enabled = true

@@ -20,4 +20,12 @@ agent=$(cat /run/secrets/consul_agent_token)
   echo '  }'
   echo '}'
 } >"$tokens"
+# A client agent's node ID, derived from the Swarm node's ID (stack.yml): the data dir is on
+# tmpfs, and without it every start would make a new ID while the node name stays the same.
+if [ -n "${CONSUL_SWARM_NODE_ID:-}" ]; then
+  hex=$(printf 'consul-agent:%s' "$CONSUL_SWARM_NODE_ID" | sha256sum | cut -c1-32)
+  node_id="$(echo "$hex" | cut -c1-8)-$(echo "$hex" | cut -c9-12)-$(echo "$hex" | cut -c13-16)"
+  node_id="$node_id-$(echo "$hex" | cut -c17-20)-$(echo "$hex" | cut -c21-32)"
+  set -- -node-id="$node_id" "$@"
+fi
 exec docker-entrypoint.sh agent -config-file="$tokens" "$@"
