@@ -90,7 +90,9 @@ def agent_service(app: App, request: Request, service_id: str) -> Response:
         return digest, {**body, "ContentHash": digest}
 
     timeout = blocking.query_timeout(options.max_query_time) if wanted else 0.0
-    digest, body = app.store.block(query, lambda result: result[0] != wanted, timeout)
+    digest, body = app.store.block(
+        query, lambda result: result[0] != wanted, timeout, request.cancel
+    )
     return Response(body=body, headers={"X-Consul-ContentHash": digest})
 
 

@@ -38,6 +38,8 @@ NODE_ADDRESS = "127.0.0.1"
 MIN_DEREGISTER_AFTER = "1m"
 REAP_INTERVAL = "30s"
 READ_TIMEOUT = "30s"
+#: Consul's ``limits.http_max_conns_per_client`` default (agent/config/default.go).
+HTTP_MAX_CONNS_PER_CLIENT = 200
 LOG_LEVELS = ("debug", "info", "warning", "error")
 
 
@@ -56,6 +58,8 @@ class Config:
     reap_interval: float = parse_duration(REAP_INTERVAL)
     #: Seconds a socket read or write may wait for the client (``web.Handler``).
     read_timeout: float = parse_duration(READ_TIMEOUT)
+    #: Concurrent connections one client address may hold; 0 for no limit, as in Consul.
+    http_max_conns_per_client: int = HTTP_MAX_CONNS_PER_CLIENT
     log_level: str = "info"
 
 
@@ -86,6 +90,14 @@ def parse_args(argv: list[str] | None = None) -> Config:
     )
     parser.add_argument(
         "--node-name", default="registry", help="name of the node (default: %(default)s)"
+    )
+    parser.add_argument(
+        "--http-max-conns-per-client",
+        type=_count,
+        default=HTTP_MAX_CONNS_PER_CLIENT,
+        metavar="N",
+        help="concurrent HTTP connections one client address may hold; more are answered 429 "
+        "(Consul's limits.http_max_conns_per_client; 0 for no limit; default: %(default)s)",
     )
     parser.add_argument(
         "--log-level",
@@ -126,6 +138,7 @@ def parse_args(argv: list[str] | None = None) -> Config:
         min_deregister_after=_seconds(args.test_min_deregister_after),
         reap_interval=max(_seconds(args.test_reap_interval), 0.01),
         read_timeout=max(_seconds(args.test_read_timeout), 0.01),
+        http_max_conns_per_client=args.http_max_conns_per_client,
         log_level=args.log_level,
     )
 
@@ -136,6 +149,12 @@ def _duration(text: str) -> str:
     except DurationError as err:
         raise argparse.ArgumentTypeError(f"{err} (expected a Go duration such as 1s)") from err
     return text
+
+
+def _count(text: str) -> int:
+    if not text.isascii() or not text.isdigit():
+        raise argparse.ArgumentTypeError(f"expected a whole number of 0 or more, got {text!r}")
+    return int(text)
 
 
 def _seconds(text: str) -> float:
