@@ -37,6 +37,7 @@ _UNSUPPORTED = (
     "osservice",
 )
 _ANY_ADDRESS = ("0.0.0.0", "::", "[::]")
+_INT64_RANGE = 2**63
 
 
 @dataclass(frozen=True)
@@ -210,14 +211,20 @@ def _weights(raw: dict[str, Any]) -> dict[str, int]:
 
 
 def _duration(value: object) -> int:
-    # CheckType.UnmarshalJSON: strings go through time.ParseDuration, numbers are nanoseconds.
+    # CheckType.UnmarshalJSON: strings go through time.ParseDuration, numbers are nanoseconds,
+    # decoded as float64 and converted with time.Duration(v). A float64 out of int64's range
+    # converts to the smallest int64 on amd64 (Go leaves it to the platform): a negative
+    # duration, which the checks below refuse or ignore as Consul does.
     if isinstance(value, str):
         try:
             return parse_duration_ns(value)
         except DurationError as err:
             raise _decode_failed(str(err)) from err
     if isinstance(value, (int, float)) and not isinstance(value, bool):
-        return int(value)
+        as_float = float(value)
+        if -_INT64_RANGE <= as_float < _INT64_RANGE:
+            return int(as_float)
+        return -_INT64_RANGE
     return 0
 
 
