@@ -97,6 +97,14 @@ class Registrar:
                     f"CONSUL_HTTP_TOKEN_FILE; the token needs service:write on "
                     f"{self.settings.name!r}"
                 ) from exc
+            except consul.exceptions.BadRequest as exc:
+                # 400: Consul found the registration itself invalid, and would again.
+                raise RegistrationError(
+                    f"Consul at {self.settings.consul.url} refused the registration of "
+                    f"{self.service_id} as invalid ({exc}); this is a configuration error, "
+                    "not an outage: fix the SERVICE_* setting it names (SERVICE_META, "
+                    "SERVICE_TAGS, SERVICE_ADDRESS, SERVICE_CHECK_*), then start again"
+                ) from exc
             except CONSUL_ERRORS as exc:
                 delay = backoff.next_delay()
                 if time.monotonic() + delay > deadline:

@@ -4,7 +4,7 @@ Go's ``encoding/json`` matches field names case-insensitively and Consul also ac
 aliases (``deregister_critical_service_after``), so keys are compared lower-cased and without
 underscores. Order and wording of the checks follow ``AgentRegisterService`` and
 ``AgentRegisterCheck`` in agent/agent_endpoint.go and ``CheckType.Validate`` in
-agent/structs/check_type.go.
+agent/structs/check_type.go; service metadata as ``structs.ValidateServiceMetadata`` (``meta``).
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ from typing import Any
 
 from .durations import DurationError, parse_duration_ns
 from .errors import ApiError, bad_request
+from .meta import meta_problem
 from .model import STATUSES, CheckSpec, Service
 
 _GO_TYPES: dict[type, str] = {
@@ -86,7 +87,7 @@ def service_registration(body: bytes) -> ServiceRegistration:
         tags=[str(t) for t in _typed(raw, "Tags", list, where, [])],
         address=address,
         port=_typed(raw, "Port", int, where, 0),
-        meta={str(k): str(v) for k, v in _typed(raw, "Meta", dict, where, {}).items()},
+        meta=_meta(_typed(raw, "Meta", dict, where, {}), where),
         enable_tag_override=_typed(raw, "EnableTagOverride", bool, where, False),
     )
     weights = _typed(raw, "Weights", dict, where, None)
@@ -109,6 +110,8 @@ def service_registration(body: bytes) -> ServiceRegistration:
         raise bad_request("Invalid service address")
     if weights is not None:
         service.weights = _weights(weights)
+    if (problem := meta_problem(service.meta)) is not None:
+        raise bad_request(f"Invalid Service Meta: {problem}")
     registrations = tuple(_validated(c) for c in checks)
     for check in registrations:
         if check.status and check.status not in STATUSES:
@@ -198,6 +201,15 @@ def _service_address(raw_in: object, where: str) -> dict[str, object]:
         "Address": _typed(raw, "Address", str, where, ""),
         "Port": _typed(raw, "Port", int, where, 0),
     }
+
+
+def _meta(raw: dict[str, Any], where: str) -> dict[str, str]:
+    # map[string]string: a value that is not a string fails the decode, as in Go.
+    for value in raw.values():
+        if not isinstance(value, str):
+            message = f"json: cannot unmarshal {_go_type_name(value)} into Go struct field "
+            raise _decode_failed(message + f"{where}.Meta of type string")
+    return dict(raw)
 
 
 def _weights(raw: dict[str, Any]) -> dict[str, int]:

@@ -106,3 +106,31 @@ def test_a_stop_during_the_attempt_that_succeeds_reports_it_registered() -> None
     client = Unreachable(stop, answer=True)
     assert Registrar(SETTINGS, client).register(stop) is True
     assert stop.is_set()
+
+
+class Invalid:
+    """A py-consul client whose agent answers every registration with 400, as Consul does for
+    Service Meta it refuses."""
+
+    def __init__(self) -> None:
+        self.calls = 0
+        self.agent = self
+        self.service = self
+
+    def register(self, **_: Any) -> bool:
+        self.calls += 1
+        raise consul.exceptions.BadRequest(
+            "400 Invalid Service Meta: Couldn't load metadata pair ('consul-x', '1'): "
+            "Key prefix 'consul-' is reserved for internal use"
+        )
+
+
+def test_a_registration_consul_finds_invalid_stops_at_once_as_a_configuration_error() -> None:
+    client = Invalid()
+    stop = StopAfter(1000)
+    with pytest.raises(RegistrationError, match="configuration error") as raised:
+        Registrar(SETTINGS, client).register(stop)
+    assert client.calls == 1
+    assert stop.waits == []
+    assert "Invalid Service Meta" in str(raised.value)
+    assert "SERVICE_META" in str(raised.value)

@@ -122,6 +122,30 @@ def test_bad_service_settings_name_the_variable(changes: dict[str, str], variabl
 
 
 @pytest.mark.parametrize(
+    ("meta", "reason"),
+    [
+        ("consul-version=1", "'consul-version' starts with 'consul-'"),
+        ("long=" + "v" * 513, "'long' is 513 bytes long; Consul takes at most 512"),
+        ("accent=" + "é" * 257, "'accent' is 514 bytes long"),
+        (",".join(f"k{n}=v" for n in range(65)), "65 key=value pairs; Consul takes at most 64"),
+        ("k" * 129 + "=v", "is 129 characters long; Consul takes at most 128"),
+    ],
+)
+def test_service_meta_consul_would_refuse_stops_startup_naming_the_variable(
+    meta: str, reason: str
+) -> None:
+    with pytest.raises(SettingsError, match=r"^SERVICE_META: ") as raised:
+        ServiceSettings.from_env({**BASE, "SERVICE_META": meta})
+    assert reason in str(raised.value)
+
+
+def test_service_meta_at_consuls_limits_is_accepted() -> None:
+    pairs = [f"k{n}=v" for n in range(62)] + ["k" * 128 + "=v", "accent=" + "é" * 256]
+    settings = ServiceSettings.from_env({**BASE, "SERVICE_META": ",".join(pairs)})
+    assert len(settings.meta) == 64
+
+
+@pytest.mark.parametrize(
     ("raw", "expected"),
     [
         ("127.0.0.1:8500", ("http", "127.0.0.1", 8500)),
