@@ -133,13 +133,18 @@ class Registrar:
         self._stop.set()
         with self._lock:
             try:
-                self._client.agent.service.deregister(self.service_id)
-            except consul.NotFound:
-                log.info("%s was already deregistered", self.service_id)
+                # py-consul turns Consul's 404 ("Unknown service ID") into False, not NotFound.
+                removed = self._client.agent.service.deregister(self.service_id)
             except CONSUL_ERRORS as exc:
                 log.warning("deregistering %s failed: %s", self.service_id, exc)
-            else:
+                return
+            if removed:
                 log.info("deregistered %s", self.service_id)
+            else:
+                log.info(
+                    "%s was not registered any more (Consul answered 404); nothing to remove",
+                    self.service_id,
+                )
 
     def is_registered(self, client: consul.Consul | None = None) -> bool:
         """Whether the local agent still knows this instance (py-consul gives None on 404)."""

@@ -20,6 +20,10 @@ _META_MAX_PAIRS = 64
 _META_MAX_KEY = 128
 _META_MAX_VALUE = 512
 _META_RESERVED = "consul-"
+# What Consul raises lower values to (agent/agent.go addCheck): checks.MinInterval, and the
+# non-user setting check_deregister_interval_min (agent/config/default.go).
+CONSUL_MIN_INTERVAL = 1.0
+CONSUL_MIN_DEREGISTER_AFTER = 60.0
 
 
 @dataclass(frozen=True)
@@ -128,6 +132,22 @@ class ServiceSettings:
     def health_url(self) -> str:
         """The URL Consul's HTTP check polls."""
         return f"http://{self.address}:{self.port}/health"
+
+    def consul_adjustments(self) -> list[str]:
+        """What Consul will raise in this registration, one line per variable behind it."""
+        notes = []
+        if self.check_interval < CONSUL_MIN_INTERVAL:
+            notes.append(
+                f"SERVICE_CHECK_INTERVAL={self.check_interval:g}s is below Consul's minimum "
+                f"check interval: Consul runs the check every {CONSUL_MIN_INTERVAL:g}s instead"
+            )
+        if self.deregister_after < CONSUL_MIN_DEREGISTER_AFTER:
+            notes.append(
+                f"SERVICE_DEREGISTER_AFTER={self.deregister_after:g}s is below Consul's "
+                "minimum: Consul deregisters a critical instance after "
+                f"{CONSUL_MIN_DEREGISTER_AFTER:g}s at the earliest"
+            )
+        return notes
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> ServiceSettings:

@@ -134,3 +134,26 @@ def test_a_registration_consul_finds_invalid_stops_at_once_as_a_configuration_er
     assert stop.waits == []
     assert "Invalid Service Meta" in str(raised.value)
     assert "SERVICE_META" in str(raised.value)
+
+
+class Forgetful:
+    """A py-consul client whose agent no longer knows the instance: py-consul returns False
+    for Consul's 404 on deregistration instead of raising."""
+
+    def __init__(self) -> None:
+        self.agent = self
+        self.service = self
+
+    def deregister(self, service_id: str) -> bool:
+        return False
+
+
+def test_deregistering_an_instance_consul_does_not_know_does_not_claim_it_was_removed(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    registrar = Registrar(SETTINGS, Forgetful())
+    with caplog.at_level("INFO", logger="discovery.registration"):
+        registrar.deregister()
+    messages = [record.getMessage() for record in caplog.records]
+    assert not any(message.startswith("deregistered") for message in messages), messages
+    assert any("was not registered any more" in message for message in messages), messages

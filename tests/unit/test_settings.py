@@ -195,3 +195,22 @@ def test_the_largest_rate_limit_gets_a_burst_the_limiter_accepts() -> None:
 
     settings = GatewaySettings.from_env({"GATEWAY_RATE_LIMIT": "1000000"})
     RateLimiter(settings.rate_limit, settings.rate_burst)  # raises on a burst it refuses
+
+
+def test_values_consul_raises_are_named_with_their_variable() -> None:
+    settings = ServiceSettings.from_env(
+        {**BASE, "SERVICE_CHECK_INTERVAL": "500ms", "SERVICE_CHECK_TIMEOUT": "200ms"}
+        | {"SERVICE_DEREGISTER_AFTER": "10s"}
+    )
+    interval, deregister = settings.consul_adjustments()
+    assert interval.startswith("SERVICE_CHECK_INTERVAL=0.5s is below Consul's minimum")
+    assert "every 1s" in interval
+    assert deregister.startswith("SERVICE_DEREGISTER_AFTER=10s is below Consul's minimum")
+    assert "after 60s at the earliest" in deregister
+
+
+def test_values_at_consuls_minimums_need_no_notice() -> None:
+    settings = ServiceSettings.from_env(
+        {**BASE, "SERVICE_CHECK_INTERVAL": "1s", "SERVICE_DEREGISTER_AFTER": "1m"}
+    )
+    assert settings.consul_adjustments() == []
