@@ -24,8 +24,9 @@ The bundled registry: a single-node, in-memory service registry that speaks the
 part of Consul's HTTP API this project uses (agent, health, catalog, status,
 and an ACL subset), with Consul's answers, status codes and blocking queries.
 It is for development and tests: `make run` starts it when no Consul agent is
-at hand. It keeps nothing on disk and has no cluster, so it is not for
-production; use a real Consul there. Requests it does not support are refused
+at hand. It keeps nothing on disk, so a restart forgets every registration (as
+the compose stack's dev agent, whose data dir is a tmpfs, does), and it has no
+cluster, so it is not for production; use a real Consul there. Requests it does not support are refused
 (400, 405 or 501) with a reason, never silently ignored. The README section
 "The bundled registry" lists what it serves."""
 EPILOG = """\
