@@ -119,6 +119,8 @@ class Server(ThreadingHTTPServer):
         # Open connections per client address, and each admitted socket's address.
         self._per_client: dict[str, int] = {}
         self._admitted: dict[socket.socket, str] = {}
+        # Addresses refused since they last dropped below the limit (for the log).
+        self._refusing: set[str] = set()
 
     def verify_request(self, request: Any, client_address: Any) -> bool:
         """Admit the connection unless its address holds ``max_conns_per_client`` already."""
@@ -129,11 +131,15 @@ class Server(ThreadingHTTPServer):
                 self._per_client[key] = held + 1
                 self._admitted[request] = key
                 return True
-        log.warning(
-            "connection from %s refused with 429: it has %d open, the limit per client address",
-            key,
-            held,
-        )
+            first = key not in self._refusing
+            self._refusing.add(key)
+        if first:  # one line per episode, not one per refused connection
+            log.warning(
+                "refusing connections from %s with 429: it holds %d, the limit per client "
+                "address (--http-max-conns-per-client)",
+                key,
+                held,
+            )
         _refuse(request)
         return False
 
@@ -143,14 +149,10 @@ class Server(ThreadingHTTPServer):
             key = self._admitted.pop(request, None)
             if key is not None:
                 self._per_client[key] -= 1
+                self._refusing.discard(key)
                 if not self._per_client[key]:
                     del self._per_client[key]
         super().shutdown_request(request)
-
-    def open_connections(self) -> int:
-        """Connections admitted and not yet closed, all addresses together."""
-        with self._conns_lock:
-            return len(self._admitted)
 
     def server_close(self) -> None:
         """Close the listener and stop watching for disconnects."""
