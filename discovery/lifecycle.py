@@ -56,6 +56,8 @@ def when_ready(server: Any) -> None:
     """
     global _registrar
     settings = ServiceSettings.from_env()
+    for note in settings.consul_adjustments():
+        server.log.warning("%s", note)
     registrar = Registrar(settings)
     with StopSignals() as stop:
         try:
@@ -74,7 +76,7 @@ def when_ready(server: Any) -> None:
 
     def deregister_then_terminate() -> None:
         registrar.deregister()
-        server.log.info("deregistered; draining for %.1fs before shutdown", settings.drain_delay)
+        server.log.info("out of Consul; draining for %.1fs before shutdown", settings.drain_delay)
         time.sleep(settings.drain_delay)
         terminate()
 

@@ -97,6 +97,14 @@ class Registrar:
                     f"CONSUL_HTTP_TOKEN_FILE; the token needs service:write on "
                     f"{self.settings.name!r}"
                 ) from exc
+            except consul.exceptions.BadRequest as exc:
+                # 400: Consul found the registration itself invalid, and would again.
+                raise RegistrationError(
+                    f"Consul at {self.settings.consul.url} refused the registration of "
+                    f"{self.service_id} as invalid ({exc}); this is a configuration error, "
+                    "not an outage: fix the SERVICE_* setting it names (SERVICE_META, "
+                    "SERVICE_TAGS, SERVICE_ADDRESS, SERVICE_CHECK_*), then start again"
+                ) from exc
             except CONSUL_ERRORS as exc:
                 delay = backoff.next_delay()
                 if time.monotonic() + delay > deadline:
@@ -125,13 +133,18 @@ class Registrar:
         self._stop.set()
         with self._lock:
             try:
-                self._client.agent.service.deregister(self.service_id)
-            except consul.NotFound:
-                log.info("%s was already deregistered", self.service_id)
+                # py-consul turns Consul's 404 ("Unknown service ID") into False, not NotFound.
+                removed = self._client.agent.service.deregister(self.service_id)
             except CONSUL_ERRORS as exc:
                 log.warning("deregistering %s failed: %s", self.service_id, exc)
-            else:
+                return
+            if removed:
                 log.info("deregistered %s", self.service_id)
+            else:
+                log.info(
+                    "%s was not registered any more (Consul answered 404); nothing to remove",
+                    self.service_id,
+                )
 
     def is_registered(self, client: consul.Consul | None = None) -> bool:
         """Whether the local agent still knows this instance (py-consul gives None on 404)."""

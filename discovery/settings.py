@@ -13,8 +13,17 @@ from discovery import env as e
 from discovery.errors import SettingsError
 
 _NAME = re.compile(r"^[a-z][a-z0-9-]{0,62}$")
-# Consul rejects meta keys outside this alphabet (agent/structs ValidateServiceMetadata).
-_META_KEY = re.compile(r"^[A-Za-z0-9_-]{1,128}$")
+# Consul's limits on service metadata (agent/structs/structs.go ValidateServiceMetadata): it
+# answers a registration past any of them with 400 "Invalid Service Meta".
+_META_KEY = re.compile(r"[A-Za-z0-9_-]+")
+_META_MAX_PAIRS = 64
+_META_MAX_KEY = 128
+_META_MAX_VALUE = 512
+_META_RESERVED = "consul-"
+# What Consul raises lower values to (agent/agent.go addCheck): checks.MinInterval, and the
+# non-user setting check_deregister_interval_min (agent/config/default.go).
+CONSUL_MIN_INTERVAL = 1.0
+CONSUL_MIN_DEREGISTER_AFTER = 60.0
 
 
 @dataclass(frozen=True)
@@ -70,6 +79,34 @@ def routable_address() -> str:
         return "127.0.0.1"
 
 
+def _check_meta(meta: Mapping[str, str]) -> None:
+    """Refuse at start-up what Consul would refuse at registration, naming SERVICE_META."""
+    if len(meta) > _META_MAX_PAIRS:
+        raise SettingsError(
+            f"SERVICE_META: {len(meta)} key=value pairs; Consul takes at most {_META_MAX_PAIRS}"
+        )
+    for key, value in meta.items():
+        if not _META_KEY.fullmatch(key):
+            raise SettingsError(
+                f"SERVICE_META: key {key!r} may only use letters, digits, '-' and '_'"
+            )
+        if len(key) > _META_MAX_KEY:
+            raise SettingsError(
+                f"SERVICE_META: key {key[:20]!r}... is {len(key)} characters long; "
+                f"Consul takes at most {_META_MAX_KEY}"
+            )
+        if key.startswith(_META_RESERVED):
+            raise SettingsError(
+                f"SERVICE_META: key {key!r} starts with {_META_RESERVED!r}, "
+                "a prefix Consul reserves for itself"
+            )
+        if len(value.encode()) > _META_MAX_VALUE:
+            raise SettingsError(
+                f"SERVICE_META: the value of {key!r} is {len(value.encode())} bytes long; "
+                f"Consul takes at most {_META_MAX_VALUE}"
+            )
+
+
 @dataclass(frozen=True)
 class ServiceSettings:
     """How one instance of a service registers itself in Consul."""
@@ -96,6 +133,22 @@ class ServiceSettings:
         """The URL Consul's HTTP check polls."""
         return f"http://{self.address}:{self.port}/health"
 
+    def consul_adjustments(self) -> list[str]:
+        """What Consul will raise in this registration, one line per variable behind it."""
+        notes = []
+        if self.check_interval < CONSUL_MIN_INTERVAL:
+            notes.append(
+                f"SERVICE_CHECK_INTERVAL={self.check_interval:g}s is below Consul's minimum "
+                f"check interval: Consul runs the check every {CONSUL_MIN_INTERVAL:g}s instead"
+            )
+        if self.deregister_after < CONSUL_MIN_DEREGISTER_AFTER:
+            notes.append(
+                f"SERVICE_DEREGISTER_AFTER={self.deregister_after:g}s is below Consul's "
+                "minimum: Consul deregisters a critical instance after "
+                f"{CONSUL_MIN_DEREGISTER_AFTER:g}s at the earliest"
+            )
+        return notes
+
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> ServiceSettings:
         """Read the ``SERVICE_*`` variables; a bad value raises SettingsError naming it."""
@@ -106,11 +159,7 @@ class ServiceSettings:
                 f"SERVICE_NAME: expected a lowercase DNS label such as 'catalog', got {name!r}"
             )
         meta = e.get_map(env, "SERVICE_META")
-        for key in meta:
-            if not _META_KEY.match(key):
-                raise SettingsError(
-                    f"SERVICE_META: key {key!r} may only use letters, digits, '-' and '_'"
-                )
+        _check_meta(meta)
         interval = e.get_duration(env, "SERVICE_CHECK_INTERVAL", "2s", lo=0.1, hi=3600)
         timeout = e.get_duration(env, "SERVICE_CHECK_TIMEOUT", "1s", lo=0.1, hi=3600)
         if timeout > interval:

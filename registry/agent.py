@@ -5,6 +5,9 @@ This is the part of Consul's agent/agent.go the registry needs: ``addServiceInte
 critical unless a Status is given, a re-registered check keeps its status),
 ``addCheckLocked``, ``removeService``, ``updateTTLCheck``, service maintenance and the reaper
 pass ``reapServicesInternal``. Compound operations hold the store lock so they are atomic.
+An HTTP or TCP interval under 1 s, and a DeregisterCriticalServiceAfter under the minimum
+(1 m), are raised as Consul's ``addCheck`` raises them, with its warning lines; the check's
+``Interval`` still shows what was asked, as Consul's does.
 """
 
 from __future__ import annotations
@@ -27,7 +30,7 @@ from .model import (
     Check,
     Service,
 )
-from .runners import Runner, TtlRunner, runner_for
+from .runners import MIN_INTERVAL, Runner, TtlRunner, runner_for
 from .store import Store
 
 log = logging.getLogger(__name__)
@@ -182,8 +185,21 @@ class Agent:
             timeout=format_duration(spec.timeout_ns) if spec.timeout_ns else "",
             spec=spec,
         )
+        if spec.kind in ("http", "tcp") and spec.interval_ns < MIN_INTERVAL * 1e9:
+            # The runner raises it; Consul's addCheck logs the same line as it raises it.
+            log.warning(
+                "check has interval below minimum: check=%s minimum_interval=%s",
+                check_id,
+                format_duration(int(MIN_INTERVAL * 1e9)),
+            )
         if spec.deregister_after_ns > 0:
             check.reap_after = max(spec.deregister_after_ns / 1e9, self._min_deregister_after)
+            if spec.deregister_after_ns / 1e9 < self._min_deregister_after:
+                log.warning(
+                    "check has deregister interval below minimum: check=%s minimum_interval=%s",
+                    check_id,
+                    format_duration(round(self._min_deregister_after * 1e9)),
+                )
         previous = self.store.check(check_id)
         if previous is not None:
             # A re-registered check keeps its current status instead of flapping.

@@ -22,7 +22,13 @@ from .web import Request, Response, parse_go_bool
 
 
 def agent_self(app: App, request: Request, _: str) -> Response:
-    """GET /v1/agent/self; Config.Version names the registry."""
+    """GET /v1/agent/self; Config.Version names the registry.
+
+    The top-level keys are those of Consul's ``Self`` (agent/agent_endpoint.go): ``Member`` is
+    the node's own entry of /v1/agent/members (both are serf.Member), ``Coord`` a fresh
+    agent's coordinate, ``Meta`` the node's metadata, and ``xDS`` says that no xDS server runs
+    (no proxies, gRPC ports -1: Consul's value for a port turned off).
+    """
     app.authorize(request).require("agent", "read", app.node.name)
     config = app.config
     return Response(
@@ -43,8 +49,8 @@ def agent_self(app: App, request: Request, _: str) -> Response:
                 "CheckDeregisterIntervalMin": _go_seconds(config.min_deregister_after),
                 "CheckReapInterval": _go_seconds(config.reap_interval),
             },
-            "Coord": None,
-            "Member": {"Name": app.node.name, "Addr": app.node.address, "Port": 8301},
+            "Coord": render.fresh_coordinate(),
+            "Member": render.member(app.node, VERSION),
             # Clients compare leader_addr with /v1/status/leader to find the leader.
             "Stats": {
                 "consul": {
@@ -56,7 +62,12 @@ def agent_self(app: App, request: Request, _: str) -> Response:
                     "acl": "enabled" if config.acl_enabled else "disabled",
                 }
             },
-            "Meta": {"consul-network-segment": ""},
+            "Meta": render.node_meta(),
+            "xDS": {
+                "SupportedProxies": {},
+                "Port": -1,
+                "Ports": {"Plaintext": -1, "TLS": -1},
+            },
         }
     )
 
@@ -92,7 +103,9 @@ def agent_service(app: App, request: Request, service_id: str) -> Response:
         return digest, {**body, "ContentHash": digest}
 
     timeout = blocking.query_timeout(options.max_query_time) if wanted else 0.0
-    digest, body = app.store.block(query, lambda result: result[0] != wanted, timeout)
+    digest, body = app.store.block(
+        query, lambda result: result[0] != wanted, timeout, request.cancel
+    )
     return Response(body=body, headers={"X-Consul-ContentHash": digest})
 
 

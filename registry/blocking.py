@@ -7,6 +7,8 @@
 - Index 0, or an index older than the result's, answers at once; otherwise the query waits
   until its result's index passes the given one (``blockingquery.Query``) or the wait ends.
 - ``X-Consul-Index`` is never 0: 0 is sent as 1 (``setIndex``).
+- A query whose client disconnects stops waiting at once, as the request context of Consul's
+  Go server is cancelled (``disconnects``); nothing is answered then.
 """
 
 from __future__ import annotations
@@ -69,7 +71,7 @@ def run(store: Store, request: Request, query: Callable[[], tuple[int, T]]) -> t
         with store.lock:
             return query()
     timeout = query_timeout(options.max_query_time)
-    return store.block(query, lambda result: result[0] > options.min_index, timeout)
+    return store.block(query, lambda result: result[0] > options.min_index, timeout, request.cancel)
 
 
 def meta_headers(request: Request, index: int) -> dict[str, str]:

@@ -24,8 +24,9 @@ The bundled registry: a single-node, in-memory service registry that speaks the
 part of Consul's HTTP API this project uses (agent, health, catalog, status,
 and an ACL subset), with Consul's answers, status codes and blocking queries.
 It is for development and tests: `make run` starts it when no Consul agent is
-at hand. It keeps nothing on disk and has no cluster, so it is not for
-production; use a real Consul there. Requests it does not support are refused
+at hand. It keeps nothing on disk, so a restart forgets every registration (as
+the compose stack's dev agent, whose data dir is a tmpfs, does), and it has no
+cluster, so it is not for production; use a real Consul there. Requests it does not support are refused
 (400, 405 or 501) with a reason, never silently ignored. The README section
 "The bundled registry" lists what it serves."""
 EPILOG = """\
@@ -38,6 +39,8 @@ NODE_ADDRESS = "127.0.0.1"
 MIN_DEREGISTER_AFTER = "1m"
 REAP_INTERVAL = "30s"
 READ_TIMEOUT = "30s"
+#: Consul's ``limits.http_max_conns_per_client`` default (agent/config/default.go).
+HTTP_MAX_CONNS_PER_CLIENT = 200
 LOG_LEVELS = ("debug", "info", "warning", "error")
 
 
@@ -56,6 +59,8 @@ class Config:
     reap_interval: float = parse_duration(REAP_INTERVAL)
     #: Seconds a socket read or write may wait for the client (``web.Handler``).
     read_timeout: float = parse_duration(READ_TIMEOUT)
+    #: Concurrent connections one client address may hold; 0 for no limit, as in Consul.
+    http_max_conns_per_client: int = HTTP_MAX_CONNS_PER_CLIENT
     log_level: str = "info"
     #: Consul's ``check_update_interval``; 0 (the default here) shows new output at once.
     check_update_interval: float = 0.0
@@ -88,6 +93,14 @@ def parse_args(argv: list[str] | None = None) -> Config:
     )
     parser.add_argument(
         "--node-name", default="registry", help="name of the node (default: %(default)s)"
+    )
+    parser.add_argument(
+        "--http-max-conns-per-client",
+        type=_count,
+        default=HTTP_MAX_CONNS_PER_CLIENT,
+        metavar="N",
+        help="concurrent HTTP connections one client address may hold; more are answered 429 "
+        "(Consul's limits.http_max_conns_per_client; 0 for no limit; default: %(default)s)",
     )
     parser.add_argument(
         "--log-level",
@@ -137,6 +150,7 @@ def parse_args(argv: list[str] | None = None) -> Config:
         min_deregister_after=_seconds(args.test_min_deregister_after),
         reap_interval=max(_seconds(args.test_reap_interval), 0.01),
         read_timeout=max(_seconds(args.test_read_timeout), 0.01),
+        http_max_conns_per_client=args.http_max_conns_per_client,
         log_level=args.log_level,
         check_update_interval=_seconds(args.check_update_interval),
     )
@@ -148,6 +162,12 @@ def _duration(text: str) -> str:
     except DurationError as err:
         raise argparse.ArgumentTypeError(f"{err} (expected a Go duration such as 1s)") from err
     return text
+
+
+def _count(text: str) -> int:
+    if not text.isascii() or not text.isdigit():
+        raise argparse.ArgumentTypeError(f"expected a whole number of 0 or more, got {text!r}")
+    return int(text)
 
 
 def _seconds(text: str) -> float:

@@ -4,7 +4,7 @@ Go's ``encoding/json`` matches field names case-insensitively and Consul also ac
 aliases (``deregister_critical_service_after``), so keys are compared lower-cased and without
 underscores. Order and wording of the checks follow ``AgentRegisterService`` and
 ``AgentRegisterCheck`` in agent/agent_endpoint.go and ``CheckType.Validate`` in
-agent/structs/check_type.go.
+agent/structs/check_type.go; service metadata as ``structs.ValidateServiceMetadata`` (``meta``).
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ from typing import Any
 
 from .durations import DurationError, parse_duration_ns
 from .errors import ApiError, bad_request
+from .meta import meta_problem
 from .model import STATUSES, CheckSpec, Service
 
 _GO_TYPES: dict[type, str] = {
@@ -37,6 +38,7 @@ _UNSUPPORTED = (
     "osservice",
 )
 _ANY_ADDRESS = ("0.0.0.0", "::", "[::]")
+_INT64_RANGE = 2**63
 
 
 @dataclass(frozen=True)
@@ -85,7 +87,7 @@ def service_registration(body: bytes) -> ServiceRegistration:
         tags=[str(t) for t in _typed(raw, "Tags", list, where, [])],
         address=address,
         port=_typed(raw, "Port", int, where, 0),
-        meta={str(k): str(v) for k, v in _typed(raw, "Meta", dict, where, {}).items()},
+        meta=_meta(_typed(raw, "Meta", dict, where, {}), where),
         enable_tag_override=_typed(raw, "EnableTagOverride", bool, where, False),
     )
     weights = _typed(raw, "Weights", dict, where, None)
@@ -108,6 +110,8 @@ def service_registration(body: bytes) -> ServiceRegistration:
         raise bad_request("Invalid service address")
     if weights is not None:
         service.weights = _weights(weights)
+    if (problem := meta_problem(service.meta)) is not None:
+        raise bad_request(f"Invalid Service Meta: {problem}")
     registrations = tuple(_validated(c) for c in checks)
     for check in registrations:
         if check.status and check.status not in STATUSES:
@@ -199,6 +203,15 @@ def _service_address(raw_in: object, where: str) -> dict[str, object]:
     }
 
 
+def _meta(raw: dict[str, Any], where: str) -> dict[str, str]:
+    # map[string]string: a value that is not a string fails the decode, as in Go.
+    for value in raw.values():
+        if not isinstance(value, str):
+            message = f"json: cannot unmarshal {_go_type_name(value)} into Go struct field "
+            raise _decode_failed(message + f"{where}.Meta of type string")
+    return dict(raw)
+
+
 def _weights(raw: dict[str, Any]) -> dict[str, int]:
     values = {_key(k): v for k, v in raw.items()}
     passing, warning = values.get("passing", 0), values.get("warning", 0)
@@ -210,14 +223,20 @@ def _weights(raw: dict[str, Any]) -> dict[str, int]:
 
 
 def _duration(value: object) -> int:
-    # CheckType.UnmarshalJSON: strings go through time.ParseDuration, numbers are nanoseconds.
+    # CheckType.UnmarshalJSON: strings go through time.ParseDuration, numbers are nanoseconds,
+    # decoded as float64 and converted with time.Duration(v). A float64 out of int64's range
+    # converts to the smallest int64 on amd64 (Go leaves it to the platform): a negative
+    # duration, which the checks below refuse or ignore as Consul does.
     if isinstance(value, str):
         try:
             return parse_duration_ns(value)
         except DurationError as err:
             raise _decode_failed(str(err)) from err
     if isinstance(value, (int, float)) and not isinstance(value, bool):
-        return int(value)
+        as_float = float(value)
+        if -_INT64_RANGE <= as_float < _INT64_RANGE:
+            return int(as_float)
+        return -_INT64_RANGE
     return 0
 
 

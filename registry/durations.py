@@ -9,6 +9,15 @@ from __future__ import annotations
 
 NANOSECOND = 1
 SECOND = 1_000_000_000
+#: 1<<63: Go accumulates durations in uint64 and refuses a positive one past 1<<63 - 1.
+_INT64_LIMIT = 1 << 63
+#: The longest duration Go accepts, 2562047h47m16.854775807s, in nanoseconds.
+MAX_DURATION_NS = _INT64_LIMIT - 1
+#: The longest single wait, in seconds, the registry hands a thread or a socket. Go's timers
+#: take any duration it parses; Python's waits overflow past ``threading.TIMEOUT_MAX`` (about
+#: 292 years on 64-bit Linux, less elsewhere), so a longer wait is taken in pieces of a day,
+#: and a probe's timeout is cut to a day.
+WAIT_PIECE = 86400.0
 
 _UNITS: dict[str, int] = {
     "ns": 1,
@@ -27,7 +36,11 @@ class DurationError(ValueError):
 
 
 def parse_duration_ns(text: str) -> int:
-    """Parse a Go duration string ("1.5s", "1m30s", "300ms") into integer nanoseconds."""
+    """Parse a Go duration string ("1.5s", "1m30s", "300ms") into integer nanoseconds.
+
+    As ``time.ParseDuration``: the result must fit Go's int64 nanoseconds, so anything above
+    2562047h47m16.854775807s is invalid, and a fraction counts through float64 as in Go.
+    """
     invalid = DurationError(f'time: invalid duration "{text}"')
     rest = text
     negative = False
@@ -43,10 +56,13 @@ def parse_duration_ns(text: str) -> int:
         if not (rest[0] == "." or rest[0].isdigit()):
             raise invalid
         whole, rest = _take_digits(rest)
-        fraction = ""
+        significant = whole.lstrip("0")
+        if len(significant) > 19 or (significant and int(significant) > _INT64_LIMIT):
+            raise invalid  # leadingInt's overflow
+        digits = ""
         if rest.startswith("."):
-            fraction, rest = _take_digits(rest[1:])
-        if not whole and not fraction:
+            digits, rest = _take_digits(rest[1:])
+        if not whole and not digits:
             raise invalid
         unit_end = 0
         while unit_end < len(rest) and rest[unit_end] != "." and not rest[unit_end].isdigit():
@@ -57,10 +73,23 @@ def parse_duration_ns(text: str) -> int:
         if unit not in _UNITS:
             raise DurationError(f'time: unknown unit "{unit}" in duration "{text}"')
         scale = _UNITS[unit]
-        total += int(whole or "0") * scale
-        if fraction:
-            total += int(fraction) * scale // 10 ** len(fraction)
-    return -total if negative else total
+        value = int(significant or "0")
+        if value > _INT64_LIMIT // scale:
+            raise invalid
+        value *= scale
+        fraction, divisor = _leading_fraction(digits)
+        if fraction > 0:
+            value += int(float(fraction) * (float(scale) / divisor))
+            if value > _INT64_LIMIT:
+                raise invalid
+        total += value
+        if total > _INT64_LIMIT:
+            raise invalid
+    if negative:
+        return -total
+    if total > _INT64_LIMIT - 1:
+        raise invalid
+    return total
 
 
 def parse_duration(text: str) -> float:
@@ -89,6 +118,20 @@ def format_duration(nanos: int) -> str:
         if hours:
             text = f"{hours}h{text}"
     return sign + text
+
+
+def _leading_fraction(digits: str) -> tuple[int, float]:
+    # Go's leadingFraction: the digits as an integer and 10**count, ignoring the digits that
+    # would overflow, whose precision is lost anyway.
+    value, divisor = 0, 1.0
+    for digit in digits:
+        if value > (_INT64_LIMIT - 1) // 10:
+            break
+        bigger = value * 10 + int(digit)
+        if bigger > _INT64_LIMIT:
+            break
+        value, divisor = bigger, divisor * 10
+    return value, divisor
 
 
 def _take_digits(text: str) -> tuple[str, str]:

@@ -43,6 +43,13 @@ class RegistryProcess:
         """True while the subprocess is alive."""
         return self._process is not None and self._process.poll() is None
 
+    @property
+    def pid(self) -> int:
+        """The running process's ID (for tests that look at its threads)."""
+        if self._process is None:
+            raise RuntimeError(f"registry on port {self.port} is not running")
+        return self._process.pid
+
     def start(self) -> None:
         """Start the process (fresh, empty state) and wait until it answers."""
         if self.running:

@@ -16,6 +16,7 @@ from http import HTTPStatus
 from http.client import HTTPResponse
 from urllib.parse import urlsplit
 
+from .durations import WAIT_PIECE
 from .model import CRITICAL, PASSING, WARNING, CheckSpec
 
 USER_AGENT = "Consul Health Check"
@@ -32,7 +33,7 @@ class _NoRedirect(urllib.request.HTTPRedirectHandler):
 def probe_http(spec: CheckSpec) -> tuple[str, str]:
     """Request ``spec.http`` once and return (status, output)."""
     method = spec.method or "GET"
-    timeout = spec.timeout_ns / 1e9 if spec.timeout_ns > 0 else DEFAULT_TIMEOUT
+    timeout = _timeout(spec)
     request = urllib.request.Request(spec.http, data=spec.body.encode() or None, method=method)
     for name, values in spec.header:
         request.add_header(name, ", ".join(values))
@@ -76,7 +77,7 @@ def probe_http(spec: CheckSpec) -> tuple[str, str]:
 
 def probe_tcp(spec: CheckSpec) -> tuple[str, str]:
     """Open a TCP connection to ``spec.tcp`` once and return (status, output)."""
-    timeout = spec.timeout_ns / 1e9 if spec.timeout_ns > 0 else DEFAULT_TIMEOUT
+    timeout = _timeout(spec)
     host, _, port = spec.tcp.rpartition(":")
     try:
         with socket.create_connection((host.strip("[]"), int(port)), timeout=timeout):
@@ -84,6 +85,12 @@ def probe_tcp(spec: CheckSpec) -> tuple[str, str]:
     except (OSError, ValueError) as err:
         return CRITICAL, _dial_error(err, spec.tcp)
     return PASSING, f"TCP connect {spec.tcp}: Success"
+
+
+def _timeout(spec: CheckSpec) -> float:
+    if spec.timeout_ns <= 0:
+        return DEFAULT_TIMEOUT
+    return min(spec.timeout_ns / 1e9, WAIT_PIECE)
 
 
 def _standard_reason(code: int) -> str:

@@ -152,6 +152,12 @@ def server_address(node: Node) -> str:
     return f"{node.address}:{SERVER_RPC_PORT}"
 
 
+def fresh_coordinate() -> Json:
+    """The network coordinate of an agent that has measured nothing yet (serf/coordinate
+    ``NewCoordinate(DefaultConfig())``: 8 dimensions at 0, error 1.5, height 10 µs)."""
+    return {"Vec": [0.0] * 8, "Error": 1.5, "Adjustment": 0.0, "Height": 1.0e-5}
+
+
 def member(node: Node, version: str) -> Json:
     """The node as /v1/agent/members lists it (``api.AgentMember``); Status 1 is "alive"."""
     return {

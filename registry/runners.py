@@ -5,17 +5,25 @@ interval before the first probe, and an interval below one second is raised to o
 (``checks.MinInterval``). A TTL check turns critical with Output "TTL expired" when no update
 arrives within its TTL, and stays so until the next update re-arms it. An update's output is
 cut to its first 4 KiB (``CheckTTL.SetStatus``, ``check_output_max_size``).
+
+A runner never dies with a status frozen: any duration Go accepts is waited out in pieces
+(``durations.WAIT_PIECE``), and an unexpected error in a probe or a runner is logged, reported
+as the check's critical output, and the runner carries on after a pause.
 """
 
 from __future__ import annotations
 
+import logging
 import random
 import threading
 import time
 from collections.abc import Callable
 
+from .durations import WAIT_PIECE
 from .model import CRITICAL, CheckSpec
 from .probes import probe_http, probe_tcp
+
+log = logging.getLogger(__name__)
 
 MIN_INTERVAL = 1.0
 #: Consul's ``checks.BufSize`` and default ``check_output_max_size``, in bytes.
@@ -34,7 +42,7 @@ class Runner:
         self.spec = spec
         self._report = report
         self._stopped = threading.Event()
-        self._thread = threading.Thread(target=self._run, name=f"check {check_id}", daemon=True)
+        self._thread = threading.Thread(target=self._guarded, name=f"check {check_id}", daemon=True)
 
     def start(self) -> None:
         """Start the background thread."""
@@ -49,6 +57,23 @@ class Runner:
         if not self._stopped.is_set():
             self._report(self, status, output)
 
+    def pause(self, seconds: float) -> bool:
+        """Wait ``seconds``, however long, or until stopped; True once stopped."""
+        deadline = time.monotonic() + seconds
+        while (remaining := deadline - time.monotonic()) > 0:
+            if self._stopped.wait(min(remaining, WAIT_PIECE)):
+                return True
+        return self._stopped.is_set()
+
+    def _guarded(self) -> None:
+        while not self._stopped.is_set():
+            try:
+                self._run()
+            except Exception as err:  # a bug must not leave the check's status frozen
+                log.exception("check %s: runner failed; restarting it", self.check_id)
+                self.report(CRITICAL, f"check runner failed: {err!r}")
+                self.pause(MIN_INTERVAL)
+
     def _run(self) -> None:
         raise NotImplementedError
 
@@ -59,12 +84,12 @@ class IntervalRunner(Runner):
     def _run(self) -> None:
         interval = max(self.spec.interval_ns / 1e9, MIN_INTERVAL)
         probe = probe_http if self.spec.http else probe_tcp
-        if self._stopped.wait(random.uniform(0, interval)):
+        if self.pause(random.uniform(0, interval)):
             return
         while not self._stopped.is_set():
             status, output = probe(self.spec)
             self.report(status, output)
-            if self._stopped.wait(interval):
+            if self.pause(interval):
                 return
 
 
@@ -120,7 +145,7 @@ class TtlRunner(Runner):
                 return None
             remaining = self._deadline - time.monotonic()
             if remaining > 0:
-                self._renewed.wait(remaining)
+                self._renewed.wait(min(remaining, WAIT_PIECE))
                 return None
             self._deadline = None
             if self._last_output:

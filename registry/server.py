@@ -34,7 +34,12 @@ class RegistryServer:
         router = Router(
             self.app, endpoints.ROUTES, endpoints.COMMON_PARAMS, endpoints.REFUSED_PARAMS
         )
-        self.http = Server((config.host, config.port), router, config.read_timeout)
+        self.http = Server(
+            (config.host, config.port),
+            router,
+            config.read_timeout,
+            config.http_max_conns_per_client,
+        )
 
     @property
     def port(self) -> int:

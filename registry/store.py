@@ -4,7 +4,10 @@ Every write takes the next value of a monotonic index and records it where Consu
 would (agent/consul/state/catalog.go): per table ("nodes", "services", "checks"), per service
 name, and as the "service last extinction" index when a name's last instance goes. Reads answer
 with the index that covers them, so a blocking query wakes when its result may have changed.
-All access goes through one re-entrant lock; ``changed`` is its condition variable.
+All access goes through one re-entrant lock.
+
+A blocking query wakes only for the writes that move an index it read (``watches``), so a
+write to one service never wakes the watchers of another, and a parked query holds no lock.
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ import time
 from collections.abc import Callable, Iterable
 from typing import TypeVar
 
+from .disconnects import Cancel
 from .model import (
     CONSUL_SERVICE,
     CRITICAL,
@@ -27,6 +31,7 @@ from .model import (
     Node,
     Service,
 )
+from .watches import EXTINCTION, Watches, WatchKey
 
 R = TypeVar("R")
 
@@ -39,7 +44,7 @@ class Store:
         #: Consul's ``check_update_interval``; 0 shows a new output at once (see set_status).
         self.check_update_interval = check_update_interval
         self.lock = threading.RLock()
-        self.changed = threading.Condition(self.lock)
+        self._watches = Watches()
         self._index = 0
         self._tables = {"nodes": 0, "services": 0, "checks": 0}
         self._service_index: dict[str, int] = {}
@@ -73,28 +78,55 @@ class Store:
     def table_index(self, *tables: str) -> int:
         """The highest index of the named tables (``maxIndexTxn``)."""
         with self.lock:
+            self._watches.note(*(("table", t) for t in tables))
             return max(self._tables[t] for t in tables)
 
     def service_index(self, name: str, exists: bool, with_checks: bool) -> int:
         """The index a query for one service name reports (``maxIndexAndWatchChForService``)."""
         with self.lock:
+            # Whichever branch answers, the name appearing or going moves the answer.
+            self._watches.note(("service", name))
             if not exists and self._extinction:
+                self._watches.note(EXTINCTION)
                 return self._extinction
             if name in self._service_index:
                 return self._service_index[name]
+            self._watches.note(EXTINCTION)
             tables = ("nodes", "services", "checks") if with_checks else ("nodes", "services")
             return self.table_index(*tables)
 
-    def block(self, query: Callable[[], R], done: Callable[[R], bool], timeout: float) -> R:
-        """Run ``query`` until ``done`` accepts its result or ``timeout`` seconds pass."""
+    def block(
+        self,
+        query: Callable[[], R],
+        done: Callable[[R], bool],
+        timeout: float,
+        cancel: Cancel | None = None,
+    ) -> R:
+        """Run ``query`` until ``done`` accepts its result, ``timeout`` seconds pass or
+        ``cancel`` is set (its client left: the result returned then is of no use)."""
         deadline = time.monotonic() + timeout
-        with self.changed:
-            while True:
-                result = query()
+        while True:
+            with self.lock:
+                with self._watches.recording() as keys:
+                    result = query()
                 remaining = deadline - time.monotonic()
-                if remaining <= 0 or done(result):
+                if remaining <= 0 or done(result) or (cancel is not None and cancel.is_set()):
                     return result
-                self.changed.wait(remaining)
+                waiter = self._watches.park(keys)
+            try:
+                if cancel is None:
+                    waiter.event.wait(remaining)
+                else:
+                    with cancel.armed(waiter.event.set):
+                        waiter.event.wait(remaining)
+            finally:
+                with self.lock:
+                    self._watches.unpark(waiter)
+
+    def parked(self) -> int:
+        """How many blocking queries are waiting now."""
+        with self.lock:
+            return self._watches.parked()
 
     # Writes: each one that changes something is one index.
 
@@ -229,15 +261,19 @@ class Store:
 
     def _commit(self, idx: int, tables: set[str], names: set[str]) -> None:
         self._index = idx
+        moved: set[WatchKey] = set()
         for table in tables:
             self._tables[table] = idx
+            moved.add(("table", table))
         live = {s.name for s in self._services.values()}
         for name in names:
+            moved.add(("service", name))
             if name in live:
                 self._service_index[name] = idx
             elif self._service_index.pop(name, None) is not None:
                 self._extinction = idx
-        self.changed.notify_all()
+                moved.add(EXTINCTION)
+        self._watches.wake(moved)
 
     def _bootstrap(self) -> None:
         # What a dev agent's leader writes first: the node with serfHealth, then "consul".

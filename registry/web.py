@@ -7,8 +7,13 @@ hidden (headers are never logged). Bodies are read by ``body``, capped in size.
 
 Each socket operation times out after ``read_timeout`` (30 s, ``config``), so a client that
 stops sending its request, or stops reading its answer, frees its thread. A blocking query waits on the
-store, not on its socket, so it holds the answer as long as its ``wait`` asks. A client that
-goes away (often a watcher stopped mid-query) is a debug line, not a traceback.
+store, not on its socket, so it holds the answer as long as its ``wait`` asks; if its client
+disconnects meanwhile, the query is cancelled and its thread freed at once (``disconnects``). A
+client that goes away (often a watcher stopped mid-query) is a debug line, not a traceback.
+
+One thread serves each connection, so connections are limited per client address as Consul
+limits them (``limits.http_max_conns_per_client``, 200 by default, go-connlimit): one more is
+answered 429 with go-connlimit's text and closed before any thread starts for it.
 """
 
 from __future__ import annotations
@@ -16,7 +21,9 @@ from __future__ import annotations
 import json
 import logging
 import re
+import socket
 import sys
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -25,6 +32,7 @@ from typing import Any
 from urllib.parse import parse_qs, unquote, unquote_plus, urlsplit
 
 from .body import BodyError, read_body
+from .disconnects import Cancel, DisconnectWatcher
 from .errors import ApiError
 
 log = logging.getLogger("registry.http")
@@ -41,6 +49,8 @@ class Request:
     #: Header names lower-cased: HTTP header names are case-insensitive.
     headers: dict[str, str]
     body: bytes
+    #: Set when the client disconnects; a blocking query then stops waiting.
+    cancel: Cancel = field(default_factory=Cancel, compare=False)
 
     def param(self, name: str) -> str:
         """The first value of a query parameter, or ""."""
@@ -71,6 +81,18 @@ class Response:
 
 Dispatch = Callable[[Request], Response]
 
+#: What go-connlimit writes to a connection over the per-client limit, before closing it.
+TOO_MANY_CONNS_TEXT = (
+    "Your IP is issuing too many concurrent connections, please rate limit your calls\n"
+)
+TOO_MANY_CONNS = (
+    "HTTP/1.1 429 Too Many Requests\r\nContent-Type: text/plain\r\n"
+    f"Content-Length: {len(TOO_MANY_CONNS_TEXT)}\r\nConnection: close\r\n\r\n"
+    f"{TOO_MANY_CONNS_TEXT}"
+).encode()
+#: go-connlimit gives a refused client this long to take the 429 (``writeDeadlineMaxDelay``).
+REFUSAL_WRITE_TIMEOUT = 0.01
+
 
 class Server(ThreadingHTTPServer):
     """A threaded HTTP server whose connection threads never block shutdown."""
@@ -80,10 +102,62 @@ class Server(ThreadingHTTPServer):
     # Room for many simultaneous blocking queries connecting at once.
     request_queue_size = 256
 
-    def __init__(self, address: tuple[str, int], dispatch: Dispatch, read_timeout: float) -> None:
+    def __init__(
+        self,
+        address: tuple[str, int],
+        dispatch: Dispatch,
+        read_timeout: float,
+        max_conns_per_client: int = 200,
+    ) -> None:
         super().__init__(address, Handler)
         self.dispatch = dispatch
         self.read_timeout = read_timeout
+        #: 0 means no limit, as in Consul.
+        self.max_conns_per_client = max_conns_per_client
+        self.disconnects = DisconnectWatcher()
+        self._conns_lock = threading.Lock()
+        # Open connections per client address, and each admitted socket's address.
+        self._per_client: dict[str, int] = {}
+        self._admitted: dict[socket.socket, str] = {}
+        # Addresses refused since they last dropped below the limit (for the log).
+        self._refusing: set[str] = set()
+
+    def verify_request(self, request: Any, client_address: Any) -> bool:
+        """Admit the connection unless its address holds ``max_conns_per_client`` already."""
+        key = str(client_address[0])
+        with self._conns_lock:
+            held = self._per_client.get(key, 0)
+            if not self.max_conns_per_client or held < self.max_conns_per_client:
+                self._per_client[key] = held + 1
+                self._admitted[request] = key
+                return True
+            first = key not in self._refusing
+            self._refusing.add(key)
+        if first:  # one line per episode, not one per refused connection
+            log.warning(
+                "refusing connections from %s with 429: it holds %d, the limit per client "
+                "address (--http-max-conns-per-client)",
+                key,
+                held,
+            )
+        _refuse(request)
+        return False
+
+    def shutdown_request(self, request: Any) -> None:
+        """Close the connection and free its place in the per-client count."""
+        with self._conns_lock:
+            key = self._admitted.pop(request, None)
+            if key is not None:
+                self._per_client[key] -= 1
+                self._refusing.discard(key)
+                if not self._per_client[key]:
+                    del self._per_client[key]
+        super().shutdown_request(request)
+
+    def server_close(self) -> None:
+        """Close the listener and stop watching for disconnects."""
+        super().server_close()
+        self.disconnects.close()
 
     def handle_error(self, request: Any, client_address: Any) -> None:
         """A client gone or timed out is routine; anything else is logged with its traceback."""
@@ -148,10 +222,19 @@ class Handler(BaseHTTPRequestHandler):
                 query=parse_qs(parts.query, keep_blank_values=True),
                 headers={k.lower(): v for k, v in self.headers.items()},
                 body=body,
+                cancel=Cancel(lambda gone: self.server.disconnects.watch(self.connection, gone)),
             )
-            return self.server.dispatch(request)
+            response = self.server.dispatch(request)
+            if request.cancel.is_set():
+                raise ClientGone(
+                    f"client {self.client_address[0]}:{self.client_address[1]} left "
+                    "during a blocking query; the query is cancelled"
+                )
+            return response
         except ApiError as err:
             return Response(status=err.status, text=err.text)
+        except ClientGone:
+            raise  # to Server.handle_error, as a client gone mid-request: nothing is written
         except Exception as err:  # a handler bug must still answer, as Go's 500 does
             log.exception("handler failed")
             return Response(status=500, text=str(err))
@@ -179,6 +262,18 @@ class Handler(BaseHTTPRequestHandler):
             # The client gave up, often on a blocking query it stopped waiting for.
             log.debug("client %s:%s left before its answer", *self.client_address[:2])
             self.close_connection = True
+
+
+class ClientGone(ConnectionAbortedError):
+    """The client disconnected while its request waited: there is no one to answer."""
+
+
+def _refuse(sock: Any) -> None:
+    try:
+        sock.settimeout(REFUSAL_WRITE_TIMEOUT)
+        sock.sendall(TOO_MANY_CONNS)
+    except OSError:
+        pass  # a slow or gone client: closing is all that is left
 
 
 def decode_path(raw: str) -> str:

@@ -13,8 +13,9 @@ acl {
   # Nothing is allowed unless a token's policy allows it: a request without a token (the
   # anonymous token) may not register, deregister or read anything but the leader's address.
   default_policy = "deny"
-  # Off: a dev agent keeps its ACL state in memory, so a token persisted to the data volume
-  # would outlive the token itself after a restart. consul-acl-init sets the agent token again
+  # Off: a dev agent keeps its ACL state in memory, so a token persisted to the data dir
+  # would outlive the token itself after a restart (and docker-compose.yml keeps the data dir
+  # on a tmpfs anyway). consul-acl-init sets the agent token again
   # (PUT /v1/agent/token/agent) on every `docker compose up`.
   enable_token_persistence = false
 }

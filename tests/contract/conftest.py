@@ -113,7 +113,10 @@ def check_target() -> Iterator[StatusServer]:
 def fresh_double(consul_target: ConsulTarget) -> Iterator[ConsulDouble]:
     """A double of the test's own, to stop and restart; needs the double."""
     if not consul_target.is_double:
-        pytest.skip("restarting needs the double; a real dev agent also starts empty")
+        pytest.skip(
+            "restarting needs the double; a real dev agent also starts empty when its data "
+            "dir is a tmpfs, as in docker-compose.yml"
+        )
     with run_consul_double(None, *DOUBLE_ARGS) as double:
         yield double
 

@@ -1,7 +1,11 @@
-"""State lives in memory, like ``consul agent -dev``: a restart loses every registration.
+"""State lives in memory, like the compose stack's Consul: a restart loses every registration.
 
-The restarted agent's index starts low again, so a client holding an older, higher index must
-reset it, as the blocking-queries doc says ("Reset the index if it goes backwards").
+That is ``consul agent -dev`` without a data dir, or with its data dir on a tmpfs, as
+docker-compose.yml mounts it. (An agent given a persistent ``-data-dir``, which the image's
+entrypoint always passes, would restore the registrations it saved there: agent/agent.go
+``persistService`` and ``loadServices``.) The restarted agent's index starts low again, so a
+client holding an older, higher index must reset it, as the blocking-queries doc says ("Reset
+the index if it goes backwards").
 """
 
 from __future__ import annotations

@@ -106,3 +106,54 @@ def test_a_stop_during_the_attempt_that_succeeds_reports_it_registered() -> None
     client = Unreachable(stop, answer=True)
     assert Registrar(SETTINGS, client).register(stop) is True
     assert stop.is_set()
+
+
+class Invalid:
+    """A py-consul client whose agent answers every registration with 400, as Consul does for
+    Service Meta it refuses."""
+
+    def __init__(self) -> None:
+        self.calls = 0
+        self.agent = self
+        self.service = self
+
+    def register(self, **_: Any) -> bool:
+        self.calls += 1
+        raise consul.exceptions.BadRequest(
+            "400 Invalid Service Meta: Couldn't load metadata pair ('consul-x', '1'): "
+            "Key prefix 'consul-' is reserved for internal use"
+        )
+
+
+def test_a_registration_consul_finds_invalid_stops_at_once_as_a_configuration_error() -> None:
+    client = Invalid()
+    stop = StopAfter(1000)
+    with pytest.raises(RegistrationError, match="configuration error") as raised:
+        Registrar(SETTINGS, client).register(stop)
+    assert client.calls == 1
+    assert stop.waits == []
+    assert "Invalid Service Meta" in str(raised.value)
+    assert "SERVICE_META" in str(raised.value)
+
+
+class Forgetful:
+    """A py-consul client whose agent no longer knows the instance: py-consul returns False
+    for Consul's 404 on deregistration instead of raising."""
+
+    def __init__(self) -> None:
+        self.agent = self
+        self.service = self
+
+    def deregister(self, service_id: str) -> bool:
+        return False
+
+
+def test_deregistering_an_instance_consul_does_not_know_does_not_claim_it_was_removed(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    registrar = Registrar(SETTINGS, Forgetful())
+    with caplog.at_level("INFO", logger="discovery.registration"):
+        registrar.deregister()
+    messages = [record.getMessage() for record in caplog.records]
+    assert not any(message.startswith("deregistered") for message in messages), messages
+    assert any("was not registered any more" in message for message in messages), messages

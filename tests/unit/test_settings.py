@@ -122,6 +122,30 @@ def test_bad_service_settings_name_the_variable(changes: dict[str, str], variabl
 
 
 @pytest.mark.parametrize(
+    ("meta", "reason"),
+    [
+        ("consul-version=1", "'consul-version' starts with 'consul-'"),
+        ("long=" + "v" * 513, "'long' is 513 bytes long; Consul takes at most 512"),
+        ("accent=" + "é" * 257, "'accent' is 514 bytes long"),
+        (",".join(f"k{n}=v" for n in range(65)), "65 key=value pairs; Consul takes at most 64"),
+        ("k" * 129 + "=v", "is 129 characters long; Consul takes at most 128"),
+    ],
+)
+def test_service_meta_consul_would_refuse_stops_startup_naming_the_variable(
+    meta: str, reason: str
+) -> None:
+    with pytest.raises(SettingsError, match=r"^SERVICE_META: ") as raised:
+        ServiceSettings.from_env({**BASE, "SERVICE_META": meta})
+    assert reason in str(raised.value)
+
+
+def test_service_meta_at_consuls_limits_is_accepted() -> None:
+    pairs = [f"k{n}=v" for n in range(62)] + ["k" * 128 + "=v", "accent=" + "é" * 256]
+    settings = ServiceSettings.from_env({**BASE, "SERVICE_META": ",".join(pairs)})
+    assert len(settings.meta) == 64
+
+
+@pytest.mark.parametrize(
     ("raw", "expected"),
     [
         ("127.0.0.1:8500", ("http", "127.0.0.1", 8500)),
@@ -171,3 +195,22 @@ def test_the_largest_rate_limit_gets_a_burst_the_limiter_accepts() -> None:
 
     settings = GatewaySettings.from_env({"GATEWAY_RATE_LIMIT": "1000000"})
     RateLimiter(settings.rate_limit, settings.rate_burst)  # raises on a burst it refuses
+
+
+def test_values_consul_raises_are_named_with_their_variable() -> None:
+    settings = ServiceSettings.from_env(
+        {**BASE, "SERVICE_CHECK_INTERVAL": "500ms", "SERVICE_CHECK_TIMEOUT": "200ms"}
+        | {"SERVICE_DEREGISTER_AFTER": "10s"}
+    )
+    interval, deregister = settings.consul_adjustments()
+    assert interval.startswith("SERVICE_CHECK_INTERVAL=0.5s is below Consul's minimum")
+    assert "every 1s" in interval
+    assert deregister.startswith("SERVICE_DEREGISTER_AFTER=10s is below Consul's minimum")
+    assert "after 60s at the earliest" in deregister
+
+
+def test_values_at_consuls_minimums_need_no_notice() -> None:
+    settings = ServiceSettings.from_env(
+        {**BASE, "SERVICE_CHECK_INTERVAL": "1s", "SERVICE_DEREGISTER_AFTER": "1m"}
+    )
+    assert settings.consul_adjustments() == []
