@@ -21,6 +21,7 @@ from typing import cast
 import httptools
 
 from gateway.errors_json import error_answer
+from gateway.framing import MAX_FRAMING, framing_excess
 from gateway.request import ClientError, ClientGone, Request
 from gateway.settings import GatewaySettings
 
@@ -99,6 +100,7 @@ class ClientConnection(asyncio.Protocol):
         self._drain: asyncio.Future[None] | None = None
         self._header_bytes = 0
         self._head_bytes = 0  # of the request head being received, counted before parsing
+        self._framing = self._chunks = 0  # see gateway.framing
         self._next_pending = False  # the next pipelined request waits for the client to read
         self.refused: ClientError | None = None  # answered after the requests before it
         self.refused_request: Request | None = None
@@ -127,13 +129,17 @@ class ClientConnection(asyncio.Protocol):
     def data_received(self, data: bytes) -> None:
         if self.refused is not None:
             return  # a request was refused; what follows it is never read
-        if self.parsing is None or self.parsing.headers is None:
+        req = self.parsing
+        chunked: Request | None = None
+        if req is None or req.headers is None:
             # httptools gathers a header's pieces itself: bound the head before feeding it.
             end = data.find(b"\r\n\r\n")
             self._head_bytes += len(data) if end < 0 else end
             if self._head_bytes > MAX_TARGET + MAX_HEADER_BYTES:
                 self._refuse(ClientError(431, "headers_too_large", "the request head is too large"))
                 return
+        elif req.headers.chunked:
+            chunked, received, self._chunks = req, req.received, 0
         try:
             self.parser.feed_data(data)
         except httptools.HttpParserUpgrade:
@@ -155,6 +161,18 @@ class ClientConnection(asyncio.Protocol):
         except httptools.HttpParserError as exc:
             log.debug("malformed request from %s: %s", self.peer, exc)
             self._refuse(ClientError(400, "bad_request", "the request is not valid HTTP/1.1"))
+        else:
+            if chunked is not None and self.parsing is chunked:  # its body is still arriving
+                self._framing = framing_excess(
+                    self._framing, len(data), chunked.received - received, self._chunks
+                )
+                if self._framing > MAX_FRAMING:
+                    self._refuse(
+                        ClientError(
+                            400, "bad_request",
+                            f"over {MAX_FRAMING} bytes of chunk extensions and trailer fields",
+                        )
+                    )  # fmt: skip
 
     def eof_received(self) -> bool:
         """The client half-closed: answer what it sent, refuse a body cut short."""
@@ -194,7 +212,7 @@ class ClientConnection(asyncio.Protocol):
 
     def on_message_begin(self) -> None:
         self.parsing = Request(self)
-        self._header_bytes = 0
+        self._header_bytes = self._framing = 0
         if self.timer == IDLE or self.timer == NONE:
             self.timer, self.deadline = HEADERS, self.loop.time() + self.settings.header_timeout
 
@@ -208,6 +226,10 @@ class ClientConnection(asyncio.Protocol):
     def on_header(self, name: bytes, value: bytes) -> None:
         req = self.parsing
         assert req is not None
+        if req.headers is not None:
+            # A trailer field: skipped as nginx does (never merged into the headers, never
+            # forwarded); data_received bounds its size.
+            return
         self._header_bytes += len(name) + len(value) + 4
         if len(req.raw_headers) >= MAX_HEADERS or self._header_bytes > MAX_HEADER_BYTES:
             raise ClientError(
@@ -240,6 +262,9 @@ class ClientConnection(asyncio.Protocol):
         else:
             self.queue.append(req)  # pipelined: answered after the ones before it
             self._pause_reading()
+
+    def on_chunk_header(self) -> None:
+        self._chunks += 1
 
     def on_body(self, data: bytes) -> None:
         req = self.parsing

@@ -19,6 +19,8 @@ from typing import TYPE_CHECKING, cast
 
 import httptools
 
+from gateway.framing import MAX_FRAMING, framing_excess
+
 if TYPE_CHECKING:
     from gateway.pool import Deadlines
 
@@ -190,6 +192,7 @@ class UpstreamConnection(asyncio.Protocol):
         self.idle_since = 0.0
         self.paused = False
         self._header_bytes = 0
+        self._framing = self._chunks = 0  # see gateway.framing
         self._drain: asyncio.Future[None] | None = None
         self.write_paused = False
 
@@ -203,6 +206,7 @@ class UpstreamConnection(asyncio.Protocol):
         if answer is None or answer.done:
             self.close()  # bytes nobody asked for: this connection can never be trusted again
             return
+        chunked = False
         if not answer.head.done():
             # httptools gathers a header's pieces itself, so bound the head before feeding it;
             # only the bytes before the blank line count (the body may come in the same read).
@@ -211,12 +215,25 @@ class UpstreamConnection(asyncio.Protocol):
             if self._header_bytes > MAX_HEADER_BYTES:
                 self._broken(UpstreamBadResponse("the answer's head is over 64 KiB"))
                 return
+        elif answer.chunked:
+            chunked, buffered, self._chunks = True, answer.buffered, 0
         try:
             self.parser.feed_data(data)
         except httptools.HttpParserCallbackError as exc:
             self._broken(exc.__context__ or exc)
         except httptools.HttpParserError as exc:
             self._broken(UpstreamBadResponse(f"invalid answer: {exc}"))
+        else:
+            if chunked and not answer.done:
+                # The body read in this feed: Answer.feed only adds, the reader takes later.
+                body = answer.buffered - buffered
+                self._framing = framing_excess(self._framing, len(data), body, self._chunks)
+                if self._framing > MAX_FRAMING:
+                    self._broken(
+                        UpstreamBadResponse(
+                            f"over {MAX_FRAMING} bytes of chunk extensions and trailer fields"
+                        )
+                    )
 
     def _broken(self, error: BaseException) -> None:
         if self.answer is not None:
@@ -258,7 +275,14 @@ class UpstreamConnection(asyncio.Protocol):
         self.answer.reason += reason
 
     def on_header(self, name: bytes, value: bytes) -> None:
-        headers = self.answer.headers  # type: ignore[union-attr]
+        answer = self.answer
+        assert answer is not None
+        if answer.head.done():
+            # A trailer field: never merged into the header section (RFC 9110 §6.5.1), and not
+            # passed on either (as nginx without proxy_pass_trailers); its size is bounded in
+            # data_received.
+            return
+        headers = answer.headers
         if len(headers) >= MAX_HEADERS:
             raise UpstreamBadResponse("the answer has too many headers")
         headers.append((name, value))
@@ -267,6 +291,10 @@ class UpstreamConnection(asyncio.Protocol):
         answer = self.answer
         assert answer is not None
         status = self.parser.get_status_code()
+        if not 100 <= status <= 599:
+            # llhttp takes any three digits; a code outside 1xx-5xx has no meaning (RFC 9110
+            # §15), and nginx answers 502 for it too.
+            raise UpstreamBadResponse(f"invalid status code {status}")
         if 100 <= status < 200:
             if status == 101:
                 raise UpstreamBadResponse(
@@ -282,6 +310,13 @@ class UpstreamConnection(asyncio.Protocol):
             if lower == b"content-length":
                 answer.length = int(value)  # llhttp refused anything but one plain number
             elif lower == b"transfer-encoding":
+                # Only "chunked" alone, as nginx and Envoy insist: relaying "gzip, chunked"
+                # would need the coding kept end to end (an HTTP/1.0 client cannot take it),
+                # and dropping it hands the client gzip bytes it was not told about.
+                if answer.chunked or value.strip().lower() != b"chunked":
+                    raise UpstreamBadResponse(
+                        f"unsupported Transfer-Encoding {value.decode('latin-1')!r}"
+                    )
                 answer.chunked = True
         if status in (204, 304):
             answer.length = 0
@@ -291,6 +326,9 @@ class UpstreamConnection(asyncio.Protocol):
             self.reusable = False
             answer.finish()
         answer.head.set_result(None)
+
+    def on_chunk_header(self) -> None:
+        self._chunks += 1
 
     def on_body(self, data: bytes) -> None:
         assert self.answer is not None
@@ -319,7 +357,7 @@ class UpstreamConnection(asyncio.Protocol):
         assert self.transport is not None
         answer = self.answer = Answer(self)
         self.head_request = head_request
-        self._header_bytes = 0
+        self._header_bytes = self._framing = 0
         if isinstance(body, bytes):
             self.deadlines.add(answer, timeout)
             # One write for head and body: one syscall, and no Nagle delay between them.

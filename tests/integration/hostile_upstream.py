@@ -27,12 +27,16 @@ __all__ = [
     "Script",
     "close_on_reused",
     "early_hints",
+    "endless_extension",
+    "endless_trailer",
+    "fixed",
     "plain",
     "surplus_after_body",
     "surplus_while_idle",
     "trickled_status",
     "two_lengths",
     "with_cl_and_te",
+    "with_trailer",
 ]
 
 
@@ -44,6 +48,7 @@ class Received:
     path: str
     nth: int
     body: bytes
+    headers: tuple[tuple[str, str], ...] = ()
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -62,7 +67,9 @@ class _Handler(BaseHTTPRequestHandler):
     def _scripted(self) -> None:
         self.nth += 1
         length = int(self.headers.get("Content-Length") or 0)
-        received = Received(self.command, self.path, self.nth, self.rfile.read(length))
+        received = Received(
+            self.command, self.path, self.nth, self.rfile.read(length), tuple(self.headers.items())
+        )
         self.server.upstream.record(received)
         self.server.upstream.script(self, received)
 
@@ -157,6 +164,65 @@ def close_on_reused(handler: _Handler, received: Received) -> None:
         plain(handler, received)
     else:
         handler.close_connection = True
+
+
+def fixed(raw: bytes) -> Script:
+    """A script that answers every request with *raw*, then closes the connection."""
+
+    def script(handler: _Handler, received: Received) -> None:
+        handler.wfile.write(raw)
+        handler.close_connection = True
+
+    return script
+
+
+def _chunk(data: bytes) -> bytes:
+    return b"%x\r\n%s\r\n" % (len(data), data)
+
+
+CHUNKED_HEAD = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
+STREAMED = 8 * 1024 * 1024  # what an endless field or extension adds up to before it ends
+
+
+def with_trailer(handler: _Handler, received: Received) -> None:
+    """A chunked answer whose trailer section sets a cookie; kept alive."""
+    trailer = b"Set-Cookie: session=from-the-trailer\r\nX-Trailer-Field: yes\r\n\r\n"
+    handler.wfile.write(CHUNKED_HEAD + _chunk(_answer(received)) + b"0\r\n" + trailer)
+
+
+def _stream(handler: _Handler, start: bytes, end: bytes) -> None:
+    """Write *start*, then STREAMED filler bytes in 64 KiB pieces, then *end*; then close.
+
+    Marks ``cut`` if the gateway closed the connection before the end was written.
+    """
+    upstream = handler.server.upstream
+    handler.close_connection = True
+    piece = b"a" * 65536
+    try:
+        handler.wfile.write(start)
+        for _ in range(STREAMED // len(piece)):
+            if upstream.stopping.is_set():
+                return
+            handler.wfile.write(piece)
+        handler.wfile.write(end)
+    except OSError:
+        upstream.mark("cut")
+
+
+def endless_trailer(handler: _Handler, received: Received) -> None:
+    """A chunked answer whose one trailer field runs to 8 MiB before the answer ends."""
+    body = _chunk(_answer(received))
+    _stream(handler, CHUNKED_HEAD + body + b"0\r\nX-Huge: ", b"\r\n\r\n")
+
+
+def endless_extension(handler: _Handler, received: Received) -> None:
+    """A chunked answer whose first chunk carries an 8 MiB chunk extension."""
+    body = _answer(received)
+    _stream(
+        handler,
+        CHUNKED_HEAD + b"%x;ext=" % len(body),
+        b"\r\n%s\r\n0\r\n\r\n" % body,
+    )
 
 
 class HostileUpstream:
