@@ -81,8 +81,9 @@ def assert_refused_at_once(reply: object) -> None:
 def test_trailer_fields_beyond_the_framing_limit_are_refused_before_they_are_buffered(
     gateway: Process, upstreams: dict[str, HostileUpstream]
 ) -> None:
+    # The field never ends: buffered whole, it would only be answered by the body timeout.
     head = CHUNKED_POST + b"1\r\nx\r\n0\r\nX-Huge: "
-    assert_refused_at_once(upload(gateway.port, head, PIECE, PIECES, b"\r\n\r\n"))
+    assert_refused_at_once(upload(gateway.port, head, PIECE, PIECES))
     assert upstreams["sink"].count("POST", "/upload") == 0
 
 
