@@ -337,8 +337,11 @@ class ClientConnection(asyncio.Protocol):
         the requests before it are answered first, in order, and the refusal comes last.
         """
         self.timer = NONE
-        self.parser = httptools.HttpRequestParser(self)  # never fed again: the connection ends
         req = self.parsing
+        if req is not None and req.headers is None:
+            # Known once the request line's method is parsed: a refused HEAD gets a head only.
+            req.method = self.parser.get_method()
+        self.parser = httptools.HttpRequestParser(self)  # never fed again: the connection ends
         if req is not None and req is self.current:
             req.reusable = False
             req.fail(exc)  # the handler waiting for the body answers this itself
@@ -361,8 +364,10 @@ class ClientConnection(asyncio.Protocol):
             self.abort(str(exc))
             return
         if req is None or req is self.refused_request:  # the connection ends after a refusal
-            rid = req.request_id if req is not None else "-"
-            self.write(error_answer(exc.status, exc.code, exc.detail, rid))
+            rid, head_only = "-", False
+            if req is not None:
+                rid, head_only = req.request_id, req.method == b"HEAD"
+            self.write(error_answer(exc.status, exc.code, exc.detail, rid, head_only=head_only))
             return
         req.error(exc.status, exc.code, exc.detail)
 

@@ -159,7 +159,7 @@ class Request:
         """Answer with a JSON error such as ``{"error": "no_passing_instance", ...}``."""
         data = error_answer(
             code, error_code, detail, self.request_id, self.keeps_alive(), self.version,
-            extra_headers, **extra,
+            extra_headers, self.method == b"HEAD", **extra,
         )  # fmt: skip
         self.answer(code, data)
 
