@@ -34,8 +34,13 @@ MAX_HEADERS = 100
 MAX_PIPELINED = 32  # requests parsed ahead of the one being answered
 HIGH_WATER = 256 * 1024  # body bytes held for a handler before the client is paused
 SWEEP_INTERVAL = 0.5
-# What the timer of a connection is waiting for.
-NONE, HEADERS, BODY, IDLE = range(4)
+# After an answer given before the body was read, what the client still sends is read and
+# dropped for up to LINGER_TIME, LINGER_TIMEOUT at most between reads (nginx's lingering_time
+# and lingering_timeout), before the close.
+LINGER_TIME = 30.0
+LINGER_TIMEOUT = 5.0
+# What the timer of a connection is waiting for; LINGER: the end of a lingering close.
+NONE, HEADERS, BODY, IDLE, LINGER = range(5)
 
 
 class FrontServer:
@@ -70,7 +75,7 @@ class FrontServer:
         """Stop keeping connections alive; close the idle ones now."""
         self.closing = True
         for conn in list(self.connections):
-            if conn.current is None and conn.timer in (IDLE, HEADERS) and not conn.queue:
+            if conn.current is None and conn.timer in (IDLE, HEADERS, LINGER) and not conn.queue:
                 conn.close()
 
     def stop(self) -> None:
@@ -93,10 +98,11 @@ class ClientConnection(asyncio.Protocol):
         self.parser = httptools.HttpRequestParser(self)
         self.parsing: Request | None = None
         self.current: Request | None = None
+        self._task: asyncio.Task[None] | None = None  # the one answering self.current
         self.queue: deque[Request] = deque()
         self.timer, self.deadline = HEADERS, 0.0
         self.read_paused = self.write_paused = self.lost = self.eof = False
-        self.send_deadline = 0.0
+        self.send_deadline = self.linger_end = 0.0
         self._drain: asyncio.Future[None] | None = None
         self._header_bytes = 0
         self._head_bytes = 0  # of the request head being received, counted before parsing
@@ -129,6 +135,9 @@ class ClientConnection(asyncio.Protocol):
     def data_received(self, data: bytes) -> None:
         if self.refused is not None:
             return  # a request was refused; what follows it is never read
+        if self.timer == LINGER:
+            self.deadline = min(self.loop.time() + LINGER_TIMEOUT, self.linger_end)
+            return  # a lingering close: dropped unread
         req = self.parsing
         chunked: Request | None = None
         if req is None or req.headers is None:
@@ -177,6 +186,8 @@ class ClientConnection(asyncio.Protocol):
     def eof_received(self) -> bool:
         """The client half-closed: answer what it sent, refuse a body cut short."""
         self.eof = True
+        if self.timer == LINGER:
+            return False  # what the client sent after its answer has all been read: close
         req = self.parsing
         if req is not None and req.headers is not None and req is self.current:
             req.reusable = False
@@ -196,6 +207,10 @@ class ClientConnection(asyncio.Protocol):
                 req.fail(gone)
         if self._drain is not None and not self._drain.done():
             self._drain.set_exception(gone)
+        if self.current is not None and self._task is not None:
+            # Nobody is left to answer: stop the attempt wherever it waits, which closes its
+            # upstream connection and frees its in-flight slot (nginx logs such a request 499).
+            self._task.cancel()
 
     def pause_writing(self) -> None:
         self.write_paused = True
@@ -288,13 +303,17 @@ class ClientConnection(asyncio.Protocol):
 
     def _dispatch(self, req: Request) -> None:
         self.current = req
-        self.loop.create_task(self._serve(req))
+        self._task = self.loop.create_task(self._serve(req))
 
     async def _serve(self, req: Request) -> None:
         try:
             await self.server.handler(req)
         except ClientGone:
             pass
+        except asyncio.CancelledError:
+            if not self.lost:
+                raise
+            return  # cancelled by connection_lost: the client is gone
         except ClientError as exc:
             self.answer_error(req, exc)
         except Exception:
@@ -303,10 +322,13 @@ class ClientConnection(asyncio.Protocol):
         self._done(req)
 
     def _done(self, req: Request) -> None:
-        self.current = None
+        self.current = self._task = None
         if self.lost or self.transport is None or self.transport.is_closing():
             return  # aborted or closed: no later request may still reach an upstream
-        if not (req.complete and req.keep_alive and req.reusable) or self.server.closing:
+        if not req.complete:
+            self.linger()  # answered before its body was read: the client may still send it
+            return
+        if not (req.keep_alive and req.reusable) or self.server.closing:
             self.close()
             return
         self._next()
@@ -356,7 +378,7 @@ class ClientConnection(asyncio.Protocol):
     def _send_refusal(self) -> None:
         assert self.refused is not None
         self.answer_error(self.refused_request, self.refused)
-        self.close()
+        self.linger()  # the refused request may be followed by more of it
 
     def answer_error(self, req: Request | None, exc: ClientError) -> None:
         """Send a JSON error unless an answer has started (then the connection is cut)."""
@@ -413,6 +435,29 @@ class ClientConnection(asyncio.Protocol):
         """Close after what was written is flushed."""
         if self.transport is not None:
             self.transport.close()
+
+    def linger(self) -> None:
+        """Close once the client stops sending: first end the writing side (after what was
+        written is flushed), then read and drop what still comes, within LINGER_TIME.
+
+        Closing a socket with unread bytes resets the connection, and a reset can destroy an
+        answer the client has not read yet (the 413 for an upload still being sent).
+        """
+        transport = self.transport
+        if transport is None or self.lost or transport.is_closing():
+            return
+        if self.eof or not transport.can_write_eof():
+            self.close()
+            return
+        self.queue.clear()
+        self.parsing = None
+        now = self.loop.time()
+        self.timer, self.linger_end = LINGER, now + LINGER_TIME
+        self.deadline = now + LINGER_TIMEOUT
+        transport.write_eof()
+        if self.read_paused:
+            self.read_paused = False
+            transport.resume_reading()
 
     def abort(self, why: str) -> None:
         """Cut the connection at once (an answer had started, or a client misbehaved)."""

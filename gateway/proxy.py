@@ -110,9 +110,12 @@ class Proxy:
         logs.CONTEXT.set((req.request_id, trace.outgoing.trace_id))
         try:
             await self._handle(req)
-        except ClientGone:
-            metrics.CLIENT_ABORTS.labels(req.label).inc()
-            req.status = 499  # nginx's code for a client that closed first
+        except (ClientGone, asyncio.CancelledError):
+            # The client closed first (the front end cancels the request's task then): nginx
+            # logs 499. A cancel for any other reason is not the client's doing.
+            if req.conn.lost:
+                metrics.CLIENT_ABORTS.labels(req.label).inc()
+                req.status = 499
             raise
         except ClientError as exc:
             if exc.aborted:
@@ -324,7 +327,9 @@ class Proxy:
                 answer = await conn.send(head, body, False, timeout, head_only)
             else:
                 chunked = req.content_length is None
-                answer = await conn.send(head, req.chunks(), chunked, timeout, head_only)
+                answer = await conn.send(
+                    head, req.chunks(), chunked, timeout, head_only, req.stop_body
+                )
             if _whole(req, answer):
                 # Read within the attempt: if the body breaks off, nothing has reached the
                 # client yet, so the retry rules apply as to a broken connection.
@@ -438,7 +443,7 @@ class Proxy:
             conn.close()
             client.abort("the instance's answer broke off")
             return
-        except ClientGone:
+        except BaseException:  # the client left (ClientGone, or its request task cancelled)
             conn.close()
             raise
         self.pool.release(conn)

@@ -14,7 +14,7 @@ idle) is closed, so one client can never receive bytes meant for another.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import TYPE_CHECKING, cast
 
 import httptools
@@ -326,6 +326,8 @@ class UpstreamConnection(asyncio.Protocol):
             self.reusable = False
             answer.finish()
         answer.head.set_result(None)
+        if self._drain is not None and not self._drain.done():
+            self._drain.set_result(None)  # answered while the body was still going out
 
     def on_chunk_header(self) -> None:
         self._chunks += 1
@@ -352,8 +354,13 @@ class UpstreamConnection(asyncio.Protocol):
         chunked: bool,
         timeout: float,
         head_request: bool,
+        on_answer: Callable[[], None] | None = None,
     ) -> Answer:
-        """Send one request and wait for the answer's status and headers."""
+        """Send one request and wait for the answer's status and headers.
+
+        A streamed *body* stops at an early answer; *on_answer* is then called, so that a
+        body source waiting for its client can stop waiting.
+        """
         assert self.transport is not None
         answer = self.answer = Answer(self)
         self.head_request = head_request
@@ -363,24 +370,44 @@ class UpstreamConnection(asyncio.Protocol):
             # One write for head and body: one syscall, and no Nagle delay between them.
             self.transport.write(head + body)
         else:
-            self.reusable = False  # cut short if the client fails: never reused after a stream
-            self.transport.write(head)
-            async for data in body:
-                if answer.head.done():
-                    break  # answered early: the rest of the body is not wanted
-                self.transport.write(b"%x\r\n%s\r\n" % (len(data), data) if chunked else data)
-                await self.drain(timeout)
-            else:
-                if chunked:
-                    self.transport.write(b"0\r\n\r\n")
-                self.reusable = True
-            if not answer.done and answer.error is None:
-                self.deadlines.add(answer, timeout)
+            await self._stream_body(answer, head, body, chunked, timeout, on_answer)
         await answer.head
         return answer
 
+    async def _stream_body(
+        self,
+        answer: Answer,
+        head: bytes,
+        body: AsyncIterator[bytes],
+        chunked: bool,
+        timeout: float,
+        on_answer: Callable[[], None] | None,
+    ) -> None:
+        """Send a body as it arrives, at the instance's pace, until it ends or is answered.
+
+        An instance may answer before it has read the body (a 413, a 405): the answer is
+        relayed and the rest of the body is not sent, as nginx and Envoy do. The connection is
+        then never reused, since the instance may not have read what was already sent.
+        """
+        assert self.transport is not None
+        self.reusable = False  # cut short if the client fails: never reused after a stream
+        if on_answer is not None:
+            answer.head.add_done_callback(lambda _: on_answer())
+        self.transport.write(head)
+        async for data in body:
+            if answer.head.done():
+                break
+            self.transport.write(b"%x\r\n%s\r\n" % (len(data), data) if chunked else data)
+            await self.drain(timeout)  # also ends when the answer's head arrives
+        if not answer.head.done():
+            if chunked:
+                self.transport.write(b"0\r\n\r\n")
+            self.reusable = True
+        if not answer.done and answer.error is None:
+            self.deadlines.add(answer, timeout)
+
     async def drain(self, timeout: float) -> None:
-        """Wait while the instance is not reading what is sent to it."""
+        """Wait while the instance is not reading what is sent to it, and has not answered."""
         if self.lost:
             raise UpstreamBroken("the connection closed while sending", self.reused)
         if self.write_paused:

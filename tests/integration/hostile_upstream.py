@@ -11,8 +11,11 @@ The server registers in Consul under its own service name with a passing TTL che
 
 from __future__ import annotations
 
+import array
 import contextlib
+import fcntl
 import socket
+import termios
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -25,11 +28,13 @@ __all__ = [
     "HostileUpstream",
     "Received",
     "Script",
+    "answer_before_the_body",
     "close_on_reused",
     "early_hints",
     "endless_extension",
     "endless_trailer",
     "fixed",
+    "hold",
     "plain",
     "surplus_after_body",
     "surplus_while_idle",
@@ -66,7 +71,7 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _scripted(self) -> None:
         self.nth += 1
-        length = int(self.headers.get("Content-Length") or 0)
+        length = int(self.headers.get("Content-Length") or 0) if self.server.upstream.reads else 0
         received = Received(
             self.command, self.path, self.nth, self.rfile.read(length), tuple(self.headers.items())
         )
@@ -225,11 +230,69 @@ def endless_extension(handler: _Handler, received: Received) -> None:
     )
 
 
-class HostileUpstream:
-    """A threaded server running one script; use it in a ``with`` block."""
+def _unread(sock: socket.socket) -> int:
+    """Bytes that arrived on *sock* and were not read yet."""
+    queued = array.array("i", [0])
+    fcntl.ioctl(sock.fileno(), termios.FIONREAD, queued)
+    return queued[0]
 
-    def __init__(self, script: Script) -> None:
+
+def _wait_for_close(handler: _Handler) -> None:
+    """Read and drop whatever comes until the gateway closes; mark ``closed by the gateway``."""
+    upstream = handler.server.upstream
+    handler.close_connection = True
+    handler.connection.settimeout(0.2)
+    try:
+        while not upstream.stopping.is_set():
+            try:
+                if not handler.rfile.read1(65536):
+                    break
+            except TimeoutError:
+                continue
+    except OSError:
+        pass
+    upstream.mark("closed by the gateway")
+
+
+def answer_before_the_body(handler: _Handler, received: Received) -> None:
+    """413 without reading the body, once the gateway has filled this connection's receive
+    buffer (so it is waiting to send more); then drop the rest until the gateway closes.
+
+    Use with ``HostileUpstream(..., reads=False)``.
+    """
+    upstream = handler.server.upstream
+    last = -1
+    while not upstream.stopping.wait(0.1):  # pacing: the buffer is full once it stops growing
+        queued = _unread(handler.connection)
+        if queued == last and queued > 0:
+            break
+        last = queued
+    body = b"the instance's own 413"
+    handler.wfile.write(
+        b"HTTP/1.1 413 Payload Too Large\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body)
+    )
+    upstream.mark("answered early")
+    _wait_for_close(handler)
+
+
+def hold(handler: _Handler, received: Received) -> None:
+    """Answer ``/fast...`` at once; hold any other request unanswered until the gateway
+    closes the connection (marked ``closed by the gateway``)."""
+    if received.path.startswith("/fast"):
+        plain(handler, received)
+    else:
+        _wait_for_close(handler)
+
+
+class HostileUpstream:
+    """A threaded server running one script; use it in a ``with`` block.
+
+    With *reads* False the request body is left to the script (none is read before it runs).
+    """
+
+    def __init__(self, script: Script, reads: bool = True) -> None:
         self.script = script
+        self.reads = reads
         self.stopping = threading.Event()
         self.received: list[Received] = []
         self.marks: list[str] = []  # what scripts report doing, for tests to wait on

@@ -51,6 +51,9 @@ class FakeTransport:
     def is_closing(self) -> bool:
         return self.closed
 
+    def can_write_eof(self) -> bool:
+        return False  # the front end then closes at once instead of lingering
+
     def pause_reading(self) -> None:
         self.reading = False
 
