@@ -440,5 +440,11 @@ class UpstreamConnection(asyncio.Protocol):
 
     def close(self) -> None:
         self.reusable = False
-        if self.transport is not None:
-            self.transport.close()
+        transport = self.transport
+        if transport is not None:
+            if transport.get_write_buffer_size():
+                # Unsent request bytes (a body cut short by an early answer): an instance that
+                # does not read would keep a graceful close, and the buffer, waiting forever.
+                transport.abort()
+            else:
+                transport.close()

@@ -256,7 +256,8 @@ def _wait_for_close(handler: _Handler) -> None:
 
 def answer_before_the_body(handler: _Handler, received: Received) -> None:
     """413 without reading the body, once the gateway has filled this connection's receive
-    buffer (so it is waiting to send more); then drop the rest until the gateway closes.
+    buffer (so it is waiting to send more). Nothing is read until the test sets ``release``;
+    then the rest is dropped until the gateway closes.
 
     Use with ``HostileUpstream(..., reads=False)``.
     """
@@ -272,6 +273,9 @@ def answer_before_the_body(handler: _Handler, received: Received) -> None:
         b"HTTP/1.1 413 Payload Too Large\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body)
     )
     upstream.mark("answered early")
+    while not upstream.release.wait(0.1):
+        if upstream.stopping.is_set():
+            return
     _wait_for_close(handler)
 
 
@@ -294,6 +298,7 @@ class HostileUpstream:
         self.script = script
         self.reads = reads
         self.stopping = threading.Event()
+        self.release = threading.Event()  # for scripts that wait for the test to go on
         self.received: list[Received] = []
         self.marks: list[str] = []  # what scripts report doing, for tests to wait on
         self.connections: set[socket.socket] = set()

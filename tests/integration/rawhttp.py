@@ -147,8 +147,9 @@ def upload(
     with RawConnection(port, timeout) as conn:
 
         def send() -> None:
-            for _ in range(count):
+            for i in range(count):
                 if stop.is_set() or not conn.send(piece):
+                    print("sender stopped at", i, time.monotonic())
                     return
             conn.send(end)
 
@@ -156,7 +157,9 @@ def upload(
         sender = threading.Thread(target=send, daemon=True)
         sender.start()
         try:
-            return conn.read()
+            r = conn.read()
+            print("read at", time.monotonic())
+            return r
         finally:
             stop.set()
             with contextlib.suppress(OSError):

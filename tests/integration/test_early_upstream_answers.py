@@ -60,7 +60,11 @@ def test_an_early_answer_to_a_streamed_upload_is_relayed_and_the_body_stops(
         len(PIECE) * PIECES
     )
     for n in range(3):  # three 504s in a row would have ejected the instance
+        upstream.release.clear()
         reply = upload(gateway.port, head, PIECE, PIECES)
+        # The instance reads nothing until its answer was relayed: no drained buffer can
+        # unblock a gateway that waits to send more.
+        upstream.release.set()
         assert isinstance(reply, Answer), reply
         assert (reply.status, reply.body) == (413, b"the instance's own 413"), reply
         assert reply.headers.get("Connection") == "close", reply.headers

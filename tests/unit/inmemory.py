@@ -51,6 +51,9 @@ class FakeTransport:
     def is_closing(self) -> bool:
         return self.closed
 
+    def get_write_buffer_size(self) -> int:
+        return 0  # every write is handed over at once
+
     def can_write_eof(self) -> bool:
         return False  # the front end then closes at once instead of lingering
 
