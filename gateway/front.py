@@ -184,7 +184,13 @@ class ClientConnection(asyncio.Protocol):
                     )  # fmt: skip
 
     def eof_received(self) -> bool:
-        """The client half-closed: answer what it sent, refuse a body cut short."""
+        """The client closed its side: it left, unless a body it was sending is cut short.
+
+        A client that closes and one that only half-closes send the same FIN. As nginx and
+        Envoy do, a FIN while an answer is pending is taken as the client leaving: the
+        connection closes and its request is cancelled (connection_lost), so that clients that
+        send and close cannot keep attempts and in-flight slots busy for nobody.
+        """
         self.eof = True
         if self.timer == LINGER:
             return False  # what the client sent after its answer has all been read: close
@@ -195,8 +201,7 @@ class ClientConnection(asyncio.Protocol):
                 ClientError(400, "bad_request", "the body ended before its declared length", True)
             )
             return True  # keep the socket open to send that answer
-        # A whole request, then a half-close: the answer is still owed.
-        return req is None and self.current is not None
+        return False
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.lost = True
