@@ -241,17 +241,18 @@ def _wait_for_close(handler: _Handler) -> None:
     """Read and drop whatever comes until the gateway closes; mark ``closed by the gateway``."""
     upstream = handler.server.upstream
     handler.close_connection = True
-    handler.connection.settimeout(0.2)
-    try:
-        while not upstream.stopping.is_set():
-            try:
-                if not handler.rfile.read1(65536):
-                    break
-            except TimeoutError:
+    sock = handler.connection  # not rfile: a read that timed out would poison it for good
+    sock.settimeout(0.2)
+    while not upstream.stopping.is_set():
+        try:
+            if sock.recv(65536):
                 continue
-    except OSError:
-        pass
-    upstream.mark("closed by the gateway")
+        except TimeoutError:
+            continue
+        except OSError:  # a reset is a close too
+            pass
+        upstream.mark("closed by the gateway")
+        return
 
 
 def answer_before_the_body(handler: _Handler, received: Received) -> None:
