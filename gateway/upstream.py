@@ -4,7 +4,9 @@ Each outcome of an attempt is a distinct exception the proxy's retry loop acts o
 that never formed (:class:`ConnectFailed`), no answer in time (:class:`UpstreamTimeout`), a
 connection that broke (:class:`UpstreamBroken`), or an answer whose framing cannot be trusted
 (:class:`UpstreamBadResponse`, llhttp's verdict: Content-Length with Transfer-Encoding,
-differing lengths, a bad status line).
+differing lengths, a bad status line). A connection the gateway could not even try for want of
+its own resources (:class:`LocalResourceError`: no file descriptor, no buffer, no port) is not
+an upstream failure at all, and never counts against an instance.
 
 A connection goes back to the pool (:mod:`gateway.pool`) only when its answer was read exactly to the end: interim
 1xx answers are skipped, and a connection on which anything arrives after the answer (or while
@@ -51,6 +53,18 @@ class UpstreamBroken(UpstreamError):
 
 class UpstreamBadResponse(UpstreamError):
     """The answer's framing or syntax is invalid."""
+
+
+class LocalResourceError(Exception):
+    """The gateway ran out of a resource of its own (EMFILE, ENFILE, ENOBUFS, ENOMEM,
+    EADDRNOTAVAIL) before a connection could be tried: its own fault, not the instance's.
+
+    *reason* is the errno's name, for the metric.
+    """
+
+    def __init__(self, message: str, reason: str) -> None:
+        super().__init__(message)
+        self.reason = reason
 
 
 def failure_reason(error: UpstreamError | None, status: int = 0) -> str:
