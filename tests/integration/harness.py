@@ -129,6 +129,13 @@ class Process:
         with contextlib.suppress(ProcessLookupError):
             os.killpg(self.popen.pid, signal.SIGKILL)  # any worker the master left behind
 
+    def worker_pids(self) -> list[int]:
+        """The master's child processes: its workers."""
+        assert self.popen is not None
+        pid = self.popen.pid
+        children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+        return [int(child) for child in children]
+
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")[-4000:]
 

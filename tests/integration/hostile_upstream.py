@@ -35,6 +35,7 @@ __all__ = [
     "endless_trailer",
     "fixed",
     "hold",
+    "large_answer",
     "plain",
     "surplus_after_body",
     "surplus_while_idle",
@@ -87,6 +88,7 @@ class _Handler(BaseHTTPRequestHandler):
 
 class _Server(ThreadingHTTPServer):
     daemon_threads = True
+    request_queue_size = 128  # many gateway connections at once (the default is 5)
     upstream: HostileUpstream
 
 
@@ -287,6 +289,32 @@ def hold(handler: _Handler, received: Received) -> None:
         plain(handler, received)
     else:
         _wait_for_close(handler)
+
+
+LARGE = 64 * 1024 * 1024
+
+
+def large_answer(handler: _Handler, received: Received) -> None:
+    """A 64 MiB answer, written as fast as the gateway takes it. Marks ``stalled`` once per
+    connection when the gateway stops taking it (nothing could be written for half a second),
+    then carries on until the answer ends or the connection closes."""
+    upstream = handler.server.upstream
+    handler.close_connection = True
+    sock = handler.connection
+    piece = memoryview(b"z" * 65536)
+    left, stalled = LARGE, False
+    try:
+        sock.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n" % LARGE)
+        sock.settimeout(0.5)
+        while left and not upstream.stopping.is_set():
+            try:
+                left -= sock.send(piece[: min(left, len(piece))])
+            except TimeoutError:
+                if not stalled:
+                    stalled = True
+                    upstream.mark("stalled")
+    except OSError:
+        return
 
 
 class HostileUpstream:
