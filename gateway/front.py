@@ -33,6 +33,9 @@ MAX_HEADER_BYTES = 64 * 1024
 MAX_HEADERS = 100
 MAX_PIPELINED = 32  # requests parsed ahead of the one being answered
 HIGH_WATER = 256 * 1024  # body bytes held for a handler before the client is paused
+# Answer bytes waiting for a slow client before a streamed relay stops taking more from the
+# instance (uvloop's default, 64 KiB, is four times that); see gateway.upstream.HIGH_WATER.
+RELAY_HIGH_WATER = 16 * 1024
 SWEEP_INTERVAL = 0.5
 # After an answer given before the body was read, what the client still sends is read and
 # dropped for up to LINGER_TIME, LINGER_TIMEOUT at most between reads (nginx's lingering_time
@@ -416,6 +419,11 @@ class ClientConnection(asyncio.Protocol):
         """Write to the client unless it is gone."""
         if not self.lost and self.transport is not None:
             self.transport.write(data)
+
+    def relaying(self) -> None:
+        """A streamed answer follows: wait for a slow client from RELAY_HIGH_WATER on."""
+        if self.transport is not None and not self.lost:
+            self.transport.set_write_buffer_limits(RELAY_HIGH_WATER)
 
     async def drain(self) -> None:
         """Wait while the client's socket buffer is full."""

@@ -460,6 +460,7 @@ class Proxy:
         if answer.length is None and not chunked:
             req.reusable = False  # an HTTP/1.0 client learns the end from the close
         req.answer(answer.status, req.head(line, lines, answer.length, chunked))
+        client.relaying()
         try:
             async for data in _framed(answer.chunks(self.settings.try_timeout), chunked):
                 req.sent += len(data)

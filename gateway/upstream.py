@@ -28,7 +28,13 @@ if TYPE_CHECKING:
 
 MAX_HEADERS = 100
 MAX_HEADER_BYTES = 64 * 1024
-HIGH_WATER = 256 * 1024  # answer bytes held before the upstream is paused (slow client)
+# Memory per answer relayed to a slow client, as nginx's proxy buffers bound it: an instance
+# is read READ_SIZE bytes at a time, and no more once HIGH_WATER bytes wait for the client.
+READ_SIZE = 16 * 1024
+HIGH_WATER = 32 * 1024
+# Every upstream connection of a worker reads into this one buffer: a read is copied out at
+# once (buffer_updated), and one event loop never runs two reads at a time.
+_READ_BUFFER = memoryview(bytearray(READ_SIZE))
 
 
 class UpstreamError(Exception):
@@ -97,6 +103,7 @@ class Answer:
         "headers",
         "keep_alive",
         "length",
+        "limit",
         "reason",
         "status",
         "timed",
@@ -113,6 +120,7 @@ class Answer:
         self.done = False
         self.error: BaseException | None = None
         self.buffered = 0
+        self.limit = HIGH_WATER  # body bytes held before the instance is no longer read
         self.body: bytes | None = None  # the whole body, when it was read within the attempt
         self._parts: list[bytes] = []
         self._waiter: asyncio.Future[None] | None = None
@@ -121,7 +129,7 @@ class Answer:
     def feed(self, data: bytes) -> None:
         self._parts.append(data)
         self.buffered += len(data)
-        if self.buffered > HIGH_WATER:
+        if self.buffered >= self.limit:
             self.conn.pause()
         self._wake()
 
@@ -167,7 +175,10 @@ class Answer:
         return data
 
     async def read_all(self) -> bytes:
-        """The whole body (the attempt's timer still runs)."""
+        """The whole body (the attempt's timer still runs); for small answers only, as no
+        bound applies while it is read."""
+        self.limit = 1 << 62
+        self.conn.resume()
         while not self.done:
             if self.error is not None:
                 raise self.error
@@ -188,8 +199,13 @@ class Answer:
                 await self._wait(idle_timeout)
 
 
-class UpstreamConnection(asyncio.Protocol):
-    """One keep-alive connection to an instance; carries one request at a time."""
+class UpstreamConnection(asyncio.BufferedProtocol):
+    """One keep-alive connection to an instance; carries one request at a time.
+
+    A buffered protocol only so as to choose the size of a read (READ_SIZE): a plain
+    protocol's reads are as large as uvloop's own buffer, 256 KiB, each held until the client
+    takes it.
+    """
 
     def __init__(self, key: tuple[str, int], deadlines: Deadlines) -> None:
         self.key = key
@@ -215,7 +231,15 @@ class UpstreamConnection(asyncio.Protocol):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = cast(asyncio.Transport, transport)
 
+    def get_buffer(self, sizehint: int) -> memoryview:
+        return _READ_BUFFER
+
+    def buffer_updated(self, nbytes: int) -> None:
+        # A copy, as a plain protocol's read is: the buffer is the next connection's too.
+        self.data_received(bytes(_READ_BUFFER[:nbytes]))
+
     def data_received(self, data: bytes) -> None:
+        """Parse what the instance sent (called for each read, and by in-memory tests)."""
         answer = self.answer
         if answer is None or answer.done:
             self.close()  # bytes nobody asked for: this connection can never be trusted again
