@@ -136,11 +136,11 @@ class ClientConnection(asyncio.Protocol):
         self.deadline = self.loop.time() + self.settings.header_timeout
 
     def data_received(self, data: bytes) -> None:
-        if self.refused is not None:
-            return  # a request was refused; what follows it is never read
         if self.timer == LINGER:
             self.deadline = min(self.loop.time() + LINGER_TIMEOUT, self.linger_end)
             return  # a lingering close: dropped unread
+        if self.refused is not None:
+            return  # a request was refused; what follows it is never read
         req = self.parsing
         chunked: Request | None = None
         if req is None or req.headers is None:
