@@ -281,6 +281,9 @@ class UpstreamConnection(asyncio.BufferedProtocol):
     def connection_lost(self, exc: Exception | None) -> None:
         self.lost = True
         self.reusable = False
+        if self._drain is not None and not self._drain.done():
+            # Whether or not an answer came: a body still going out has nowhere to go.
+            self._drain.set_exception(UpstreamBroken("the connection closed", self.reused))
         answer = self.answer
         if answer is None or answer.done:
             return
@@ -290,8 +293,6 @@ class UpstreamConnection(asyncio.BufferedProtocol):
             answer.fail(
                 UpstreamBroken("the connection closed before the answer ended", self.reused)
             )
-        if self._drain is not None and not self._drain.done():
-            self._drain.set_exception(UpstreamBroken("the connection closed", self.reused))
 
     def pause_writing(self) -> None:
         self.write_paused = True
@@ -436,7 +437,12 @@ class UpstreamConnection(asyncio.BufferedProtocol):
             if answer.head.done():
                 break
             self.transport.write(b"%x\r\n%s\r\n" % (len(data), data) if chunked else data)
-            await self.drain(timeout)  # also ends when the answer's head arrives
+            try:
+                await self.drain(timeout)  # also ends when the answer's head arrives
+            except UpstreamBroken:
+                if not answer.head.done():
+                    raise
+                break  # answered, then closed (as gunicorn does after an early answer)
         if not answer.head.done():
             if chunked:
                 self.transport.write(b"0\r\n\r\n")

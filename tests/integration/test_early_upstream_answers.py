@@ -16,7 +16,8 @@ import pytest
 import requests
 
 from registry.launcher import ConsulDouble
-from tests.integration.harness import Process, wait_for
+from tests.integration.conftest import StartService
+from tests.integration.harness import Process, passing_ids, wait_for
 from tests.integration.hostile_upstream import HostileUpstream, answer_before_the_body
 from tests.integration.rawhttp import Answer, upload
 
@@ -33,14 +34,23 @@ def upstream(consul: ConsulDouble) -> Iterator[HostileUpstream]:
 
 
 @pytest.fixture(scope="module")
-def gateway(start_gateway: Callable[..., Process], upstream: HostileUpstream) -> Process:
+def catalog(start_service: StartService, consul: ConsulDouble) -> Process:
+    proc = start_service("catalog")
+    wait_for(lambda: passing_ids(consul.addr, "catalog"), 15, "a passing catalog instance")
+    return proc
+
+
+@pytest.fixture(scope="module")
+def gateway(
+    start_gateway: Callable[..., Process], upstream: HostileUpstream, catalog: Process
+) -> Process:
     gw = start_gateway(WEB_CONCURRENCY="1", GATEWAY_TRY_TIMEOUT="3s")
 
     def routed() -> bool:
         body = requests.get(f"{gw.admin_url}/_gateway/routes", timeout=2).json()
-        return any(s["service"] == "early" and s["passing"] for s in body["services"])
+        return {s["service"] for s in body["services"] if s["passing"]} >= {"early", "catalog"}
 
-    wait_for(routed, 10, "a route to the early-answering instance")
+    wait_for(routed, 10, "routes to the early-answering instance and to catalog")
     return gw
 
 
@@ -76,3 +86,16 @@ def test_an_early_answer_to_a_streamed_upload_is_relayed_and_the_body_stops(
         )
     assert upstream.marked("answered early") == 3
     assert instance(gateway)["ejected"] is False
+
+
+def test_a_flask_405_to_a_large_post_is_relayed_although_the_instance_closes_unread(
+    gateway: Process,
+) -> None:
+    # Flask answers 405 without reading the body, and gunicorn then closes the connection
+    # with the body unread: the answer arrives, then the connection ends under the upload.
+    head = b"POST /catalog/items HTTP/1.1\r\nHost: gw\r\nContent-Length: %d\r\n\r\n" % (
+        len(PIECE) * PIECES
+    )
+    reply = upload(gateway.port, head, PIECE, PIECES)
+    assert isinstance(reply, Answer), reply
+    assert reply.status == 405, (reply.status, reply.body[:300])
