@@ -259,8 +259,9 @@ def _wait_for_close(handler: _Handler) -> None:
 
 def answer_before_the_body(handler: _Handler, received: Received) -> None:
     """413 without reading the body, once the gateway has filled this connection's receive
-    buffer (so it is waiting to send more). Nothing is read until the test sets ``release``;
-    then the rest is dropped until the gateway closes.
+    buffer (so it is waiting to send more). For ``/close...`` the connection is then closed
+    unread; otherwise nothing is read until the test sets ``release``, and then the rest is
+    dropped until the gateway closes.
 
     Use with ``HostileUpstream(..., reads=False)``.
     """
@@ -276,6 +277,10 @@ def answer_before_the_body(handler: _Handler, received: Received) -> None:
         b"HTTP/1.1 413 Payload Too Large\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body)
     )
     upstream.mark("answered early")
+    if received.path.startswith("/close"):
+        # As gunicorn does after an early answer: close with the body unread (a reset).
+        handler.close_connection = True
+        return
     while not upstream.release.wait(0.1):
         if upstream.stopping.is_set():
             return
