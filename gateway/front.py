@@ -2,9 +2,11 @@
 
 httptools (Node.js's llhttp) does all the parsing and refuses what it finds ambiguous:
 Content-Length with Transfer-Encoding, duplicate lengths, obs-fold, bare CR or LF, NUL and bad
-chunks. This module adds what a parser cannot know: limits (414, 431, 413), deadlines for the
-headers, between body reads, for a client that stops reading and for idle keep-alive
-connections, a connection limit per worker, and pipelined requests answered in order.
+chunks. This module adds what a parser cannot know: limits (414, 431, 413, and chunk framing,
+see gateway.framing), deadlines for the headers, between body reads, for a client that stops
+reading and for idle keep-alive connections, a connection limit per worker, and pipelined
+requests answered in order. A client that leaves cancels its request's task; one answered
+before its body was read gets a lingering close.
 
 Deadlines are checked by one sweep per worker every half second rather than a timer per
 request, so the hot path only stores a number (as nginx's timer tree is touched only on change).

@@ -8,6 +8,9 @@ differing lengths, a bad status line). A connection the gateway could not even t
 its own resources (:class:`LocalResourceError`: no file descriptor, no buffer, no port) is not
 an upstream failure at all, and never counts against an instance.
 
+An instance is read 16 KiB at a time, and no further while 32 KiB of its answer wait for a
+slow client. A streamed request body stops at an early answer, which is then relayed.
+
 A connection goes back to the pool (:mod:`gateway.pool`) only when its answer was read exactly to the end: interim
 1xx answers are skipped, and a connection on which anything arrives after the answer (or while
 idle) is closed, so one client can never receive bytes meant for another.
