@@ -41,6 +41,7 @@ from gateway.routing import Route, RouteTable
 from gateway.settings import GatewaySettings
 from gateway.span_export import make_buffer
 from gateway.upstream import (
+    SMALL_ANSWER,
     Answer,
     ConnectFailed,
     LocalResourceError,
@@ -55,7 +56,6 @@ from gateway.upstream import (
 log = logging.getLogger(__name__)
 access_log = logging.getLogger("gateway.access")
 PRUNE_EVERY = 1.0  # seconds between sweeps of refilled rate-limit buckets
-SMALL_ANSWER = 64 * 1024  # answers up to this size are relayed in one write
 LOCAL_ERROR_LOG_EVERY = 1.0  # seconds between log lines about the gateway's own shortages
 _IDEMPOTENT = frozenset(m.encode() for m in IDEMPOTENT_METHODS)
 
