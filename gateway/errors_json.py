@@ -24,13 +24,20 @@ def error_answer(
     keep_alive: bool = False,
     version: str = "1.1",
     extra_headers: tuple[bytes, ...] = (),
+    head_only: bool = False,
     **extra: Any,
 ) -> bytes:
-    """A whole JSON error answer, head and body; by default the connection closes after it."""
+    """A whole JSON error answer, head and body; by default the connection closes after it.
+
+    With *head_only* (the answer to HEAD) the head keeps the body's length but the body is
+    left out: a client reads no body after a HEAD, so its bytes would be taken for the next
+    answer on the connection.
+    """
     body = error_body(code, error_code, detail, request_id, **extra)
     lines = [b"Content-Type: application/json", b"X-Request-ID: " + request_id.encode()]
     lines += extra_headers
-    return response_head(status_line(code), lines, len(body), keep_alive, False, version) + body
+    head = response_head(status_line(code), lines, len(body), keep_alive, False, version)
+    return head if head_only else head + body
 
 
 def error_body(code: int, error_code: str, detail: str, request_id: str, **extra: Any) -> bytes:

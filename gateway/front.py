@@ -2,9 +2,11 @@
 
 httptools (Node.js's llhttp) does all the parsing and refuses what it finds ambiguous:
 Content-Length with Transfer-Encoding, duplicate lengths, obs-fold, bare CR or LF, NUL and bad
-chunks. This module adds what a parser cannot know: limits (414, 431, 413), deadlines for the
-headers, between body reads, for a client that stops reading and for idle keep-alive
-connections, a connection limit per worker, and pipelined requests answered in order.
+chunks. This module adds what a parser cannot know: limits (414, 431, 413, and chunk framing,
+see gateway.framing), deadlines for the headers, between body reads, for a client that stops
+reading and for idle keep-alive connections, a connection limit per worker, and pipelined
+requests answered in order. A client that leaves cancels its request's task; one answered
+before its body was read gets a lingering close.
 
 Deadlines are checked by one sweep per worker every half second rather than a timer per
 request, so the hot path only stores a number (as nginx's timer tree is touched only on change).
@@ -21,6 +23,7 @@ from typing import cast
 import httptools
 
 from gateway.errors_json import error_answer
+from gateway.framing import MAX_FRAMING, framing_excess
 from gateway.request import ClientError, ClientGone, Request
 from gateway.settings import GatewaySettings
 
@@ -32,9 +35,17 @@ MAX_HEADER_BYTES = 64 * 1024
 MAX_HEADERS = 100
 MAX_PIPELINED = 32  # requests parsed ahead of the one being answered
 HIGH_WATER = 256 * 1024  # body bytes held for a handler before the client is paused
+# Answer bytes waiting for a slow client before a streamed relay stops taking more from the
+# instance (uvloop's default, 64 KiB, is four times that); see gateway.upstream.HIGH_WATER.
+RELAY_HIGH_WATER = 16 * 1024
 SWEEP_INTERVAL = 0.5
-# What the timer of a connection is waiting for.
-NONE, HEADERS, BODY, IDLE = range(4)
+# After an answer given before the body was read, what the client still sends is read and
+# dropped for up to LINGER_TIME, LINGER_TIMEOUT at most between reads (nginx's lingering_time
+# and lingering_timeout), before the close.
+LINGER_TIME = 30.0
+LINGER_TIMEOUT = 5.0
+# What the timer of a connection is waiting for; LINGER: the end of a lingering close.
+NONE, HEADERS, BODY, IDLE, LINGER = range(5)
 
 
 class FrontServer:
@@ -69,7 +80,7 @@ class FrontServer:
         """Stop keeping connections alive; close the idle ones now."""
         self.closing = True
         for conn in list(self.connections):
-            if conn.current is None and conn.timer in (IDLE, HEADERS) and not conn.queue:
+            if conn.current is None and conn.timer in (IDLE, HEADERS, LINGER) and not conn.queue:
                 conn.close()
 
     def stop(self) -> None:
@@ -92,13 +103,15 @@ class ClientConnection(asyncio.Protocol):
         self.parser = httptools.HttpRequestParser(self)
         self.parsing: Request | None = None
         self.current: Request | None = None
+        self._task: asyncio.Task[None] | None = None  # the one answering self.current
         self.queue: deque[Request] = deque()
         self.timer, self.deadline = HEADERS, 0.0
         self.read_paused = self.write_paused = self.lost = self.eof = False
-        self.send_deadline = 0.0
+        self.send_deadline = self.linger_end = 0.0
         self._drain: asyncio.Future[None] | None = None
         self._header_bytes = 0
         self._head_bytes = 0  # of the request head being received, counted before parsing
+        self._framing = self._chunks = 0  # see gateway.framing
         self._next_pending = False  # the next pipelined request waits for the client to read
         self.refused: ClientError | None = None  # answered after the requests before it
         self.refused_request: Request | None = None
@@ -125,15 +138,22 @@ class ClientConnection(asyncio.Protocol):
         self.deadline = self.loop.time() + self.settings.header_timeout
 
     def data_received(self, data: bytes) -> None:
+        if self.timer == LINGER:
+            self.deadline = min(self.loop.time() + LINGER_TIMEOUT, self.linger_end)
+            return  # a lingering close: dropped unread
         if self.refused is not None:
             return  # a request was refused; what follows it is never read
-        if self.parsing is None or self.parsing.headers is None:
+        req = self.parsing
+        chunked: Request | None = None
+        if req is None or req.headers is None:
             # httptools gathers a header's pieces itself: bound the head before feeding it.
             end = data.find(b"\r\n\r\n")
             self._head_bytes += len(data) if end < 0 else end
             if self._head_bytes > MAX_TARGET + MAX_HEADER_BYTES:
                 self._refuse(ClientError(431, "headers_too_large", "the request head is too large"))
                 return
+        elif req.headers.chunked:
+            chunked, received, self._chunks = req, req.received, 0
         try:
             self.parser.feed_data(data)
         except httptools.HttpParserUpgrade:
@@ -155,10 +175,30 @@ class ClientConnection(asyncio.Protocol):
         except httptools.HttpParserError as exc:
             log.debug("malformed request from %s: %s", self.peer, exc)
             self._refuse(ClientError(400, "bad_request", "the request is not valid HTTP/1.1"))
+        else:
+            if chunked is not None and self.parsing is chunked:  # its body is still arriving
+                self._framing = framing_excess(
+                    self._framing, len(data), chunked.received - received, self._chunks
+                )
+                if self._framing > MAX_FRAMING:
+                    self._refuse(
+                        ClientError(
+                            400, "bad_request",
+                            f"over {MAX_FRAMING} bytes of chunk extensions and trailer fields",
+                        )
+                    )  # fmt: skip
 
     def eof_received(self) -> bool:
-        """The client half-closed: answer what it sent, refuse a body cut short."""
+        """The client closed its side: it left, unless a body it was sending is cut short.
+
+        A client that closes and one that only half-closes send the same FIN. As nginx and
+        Envoy do, a FIN while an answer is pending is taken as the client leaving: the
+        connection closes and its request is cancelled (connection_lost), so that clients that
+        send and close cannot keep attempts and in-flight slots busy for nobody.
+        """
         self.eof = True
+        if self.timer == LINGER:
+            return False  # what the client sent after its answer has all been read: close
         req = self.parsing
         if req is not None and req.headers is not None and req is self.current:
             req.reusable = False
@@ -166,8 +206,7 @@ class ClientConnection(asyncio.Protocol):
                 ClientError(400, "bad_request", "the body ended before its declared length", True)
             )
             return True  # keep the socket open to send that answer
-        # A whole request, then a half-close: the answer is still owed.
-        return req is None and self.current is not None
+        return False
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.lost = True
@@ -178,6 +217,10 @@ class ClientConnection(asyncio.Protocol):
                 req.fail(gone)
         if self._drain is not None and not self._drain.done():
             self._drain.set_exception(gone)
+        if self.current is not None and self._task is not None:
+            # Nobody is left to answer: stop the attempt wherever it waits, which closes its
+            # upstream connection and frees its in-flight slot (nginx logs such a request 499).
+            self._task.cancel()
 
     def pause_writing(self) -> None:
         self.write_paused = True
@@ -194,7 +237,7 @@ class ClientConnection(asyncio.Protocol):
 
     def on_message_begin(self) -> None:
         self.parsing = Request(self)
-        self._header_bytes = 0
+        self._header_bytes = self._framing = 0
         if self.timer == IDLE or self.timer == NONE:
             self.timer, self.deadline = HEADERS, self.loop.time() + self.settings.header_timeout
 
@@ -208,6 +251,10 @@ class ClientConnection(asyncio.Protocol):
     def on_header(self, name: bytes, value: bytes) -> None:
         req = self.parsing
         assert req is not None
+        if req.headers is not None:
+            # A trailer field: skipped as nginx does (never merged into the headers, never
+            # forwarded); data_received bounds its size.
+            return
         self._header_bytes += len(name) + len(value) + 4
         if len(req.raw_headers) >= MAX_HEADERS or self._header_bytes > MAX_HEADER_BYTES:
             raise ClientError(
@@ -241,6 +288,9 @@ class ClientConnection(asyncio.Protocol):
             self.queue.append(req)  # pipelined: answered after the ones before it
             self._pause_reading()
 
+    def on_chunk_header(self) -> None:
+        self._chunks += 1
+
     def on_body(self, data: bytes) -> None:
         req = self.parsing
         assert req is not None
@@ -263,13 +313,17 @@ class ClientConnection(asyncio.Protocol):
 
     def _dispatch(self, req: Request) -> None:
         self.current = req
-        self.loop.create_task(self._serve(req))
+        self._task = self.loop.create_task(self._serve(req))
 
     async def _serve(self, req: Request) -> None:
         try:
             await self.server.handler(req)
         except ClientGone:
             pass
+        except asyncio.CancelledError:
+            if not self.lost:
+                raise
+            return  # cancelled by connection_lost: the client is gone
         except ClientError as exc:
             self.answer_error(req, exc)
         except Exception:
@@ -278,10 +332,13 @@ class ClientConnection(asyncio.Protocol):
         self._done(req)
 
     def _done(self, req: Request) -> None:
-        self.current = None
+        self.current = self._task = None
         if self.lost or self.transport is None or self.transport.is_closing():
             return  # aborted or closed: no later request may still reach an upstream
-        if not (req.complete and req.keep_alive and req.reusable) or self.server.closing:
+        if not req.complete:
+            self.linger()  # answered before its body was read: the client may still send it
+            return
+        if not (req.keep_alive and req.reusable) or self.server.closing:
             self.close()
             return
         self._next()
@@ -312,8 +369,11 @@ class ClientConnection(asyncio.Protocol):
         the requests before it are answered first, in order, and the refusal comes last.
         """
         self.timer = NONE
-        self.parser = httptools.HttpRequestParser(self)  # never fed again: the connection ends
         req = self.parsing
+        if req is not None and req.headers is None:
+            # Known once the request line's method is parsed: a refused HEAD gets a head only.
+            req.method = self.parser.get_method()
+        self.parser = httptools.HttpRequestParser(self)  # never fed again: the connection ends
         if req is not None and req is self.current:
             req.reusable = False
             req.fail(exc)  # the handler waiting for the body answers this itself
@@ -328,7 +388,7 @@ class ClientConnection(asyncio.Protocol):
     def _send_refusal(self) -> None:
         assert self.refused is not None
         self.answer_error(self.refused_request, self.refused)
-        self.close()
+        self.linger()  # the refused request may be followed by more of it
 
     def answer_error(self, req: Request | None, exc: ClientError) -> None:
         """Send a JSON error unless an answer has started (then the connection is cut)."""
@@ -336,8 +396,10 @@ class ClientConnection(asyncio.Protocol):
             self.abort(str(exc))
             return
         if req is None or req is self.refused_request:  # the connection ends after a refusal
-            rid = req.request_id if req is not None else "-"
-            self.write(error_answer(exc.status, exc.code, exc.detail, rid))
+            rid, head_only = "-", False
+            if req is not None:
+                rid, head_only = req.request_id, req.method == b"HEAD"
+            self.write(error_answer(exc.status, exc.code, exc.detail, rid, head_only=head_only))
             return
         req.error(exc.status, exc.code, exc.detail)
 
@@ -359,6 +421,11 @@ class ClientConnection(asyncio.Protocol):
         """Write to the client unless it is gone."""
         if not self.lost and self.transport is not None:
             self.transport.write(data)
+
+    def relaying(self) -> None:
+        """A streamed answer follows: wait for a slow client from RELAY_HIGH_WATER on."""
+        if self.transport is not None and not self.lost:
+            self.transport.set_write_buffer_limits(RELAY_HIGH_WATER)
 
     async def drain(self) -> None:
         """Wait while the client's socket buffer is full."""
@@ -383,6 +450,29 @@ class ClientConnection(asyncio.Protocol):
         """Close after what was written is flushed."""
         if self.transport is not None:
             self.transport.close()
+
+    def linger(self) -> None:
+        """Close once the client stops sending: first end the writing side (after what was
+        written is flushed), then read and drop what still comes, within LINGER_TIME.
+
+        Closing a socket with unread bytes resets the connection, and a reset can destroy an
+        answer the client has not read yet (the 413 for an upload still being sent).
+        """
+        transport = self.transport
+        if transport is None or self.lost or transport.is_closing():
+            return
+        if self.eof or not transport.can_write_eof():
+            self.close()
+            return
+        self.queue.clear()
+        self.parsing = None
+        now = self.loop.time()
+        self.timer, self.linger_end = LINGER, now + LINGER_TIME
+        self.deadline = now + LINGER_TIMEOUT
+        transport.write_eof()
+        if self.read_paused:
+            self.read_paused = False
+            transport.resume_reading()
 
     def abort(self, why: str) -> None:
         """Cut the connection at once (an answer had started, or a client misbehaved)."""

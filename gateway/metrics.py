@@ -53,6 +53,12 @@ LIMITED = Counter(
     "Requests refused by a limit: 429 for the rate per client and route, 503 for in-flight.",
     ["service", "limit"],
 )
+LOCAL_ERRORS = Counter(
+    "gateway_local_resource_errors_total",
+    "Upstream connections never tried because the gateway itself was out of a resource, by "
+    "errno (EMFILE, ENFILE, ENOBUFS, ENOMEM, EADDRNOTAVAIL); answered 503, no instance blamed.",
+    ["reason"],
+)
 BUDGET_DENIED = Counter("gateway_retry_budget_denied_total", "Retries the retry budget refused.")
 LAST_SYNC = Gauge(
     "gateway_discovery_last_sync_timestamp_seconds",

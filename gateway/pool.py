@@ -8,9 +8,16 @@ answer did not end exactly where its framing said is never kept (:meth:`Pool.rel
 from __future__ import annotations
 
 import asyncio
+import errno
 from collections import deque
 
-from gateway.upstream import Answer, ConnectFailed, UpstreamConnection
+from gateway.upstream import Answer, ConnectFailed, LocalResourceError, UpstreamConnection
+
+# The gateway's own shortages when it opens a connection (no descriptor in the process or the
+# system, no socket buffer or memory, no free local port): no fault of the instance.
+LOCAL_ERRNOS = frozenset(
+    {errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM, errno.EADDRNOTAVAIL}
+)
 
 
 class Deadlines:
@@ -94,6 +101,11 @@ class Pool:
                 self.connect_timeout,
             )
         except (OSError, TimeoutError) as exc:
+            if exc.errno in LOCAL_ERRNOS:
+                reason = errno.errorcode[exc.errno]
+                raise LocalResourceError(
+                    f"no connection tried: {reason} ({exc.strerror})", reason
+                ) from exc
             raise ConnectFailed(f"connect failed: {exc.strerror or type(exc).__name__}") from exc
         return conn
 

@@ -41,8 +41,10 @@ from gateway.routing import Route, RouteTable
 from gateway.settings import GatewaySettings
 from gateway.span_export import make_buffer
 from gateway.upstream import (
+    SMALL_ANSWER,
     Answer,
     ConnectFailed,
+    LocalResourceError,
     UpstreamBadResponse,
     UpstreamBroken,
     UpstreamConnection,
@@ -54,7 +56,7 @@ from gateway.upstream import (
 log = logging.getLogger(__name__)
 access_log = logging.getLogger("gateway.access")
 PRUNE_EVERY = 1.0  # seconds between sweeps of refilled rate-limit buckets
-SMALL_ANSWER = 64 * 1024  # answers up to this size are relayed in one write
+LOCAL_ERROR_LOG_EVERY = 1.0  # seconds between log lines about the gateway's own shortages
 _IDEMPOTENT = frozenset(m.encode() for m in IDEMPOTENT_METHODS)
 
 
@@ -77,6 +79,7 @@ class Proxy:
         self.inflight = InflightLimiter(settings.max_inflight)
         self._pruning = False
         self._pickers: dict[tuple[str, str], Picker] = {}
+        self._local_errors, self._local_log_at = 0, 0.0  # see _out_of_resources
         self.spans = make_buffer(settings.otel, settings.log.instance)
         self.on_services(watcher.services)
         watcher.add_listener(self.on_services)
@@ -110,9 +113,12 @@ class Proxy:
         logs.CONTEXT.set((req.request_id, trace.outgoing.trace_id))
         try:
             await self._handle(req)
-        except ClientGone:
-            metrics.CLIENT_ABORTS.labels(req.label).inc()
-            req.status = 499  # nginx's code for a client that closed first
+        except (ClientGone, asyncio.CancelledError):
+            # The client closed first (the front end cancels the request's task then): nginx
+            # logs 499. A cancel for any other reason is not the client's doing.
+            if req.conn.lost:
+                metrics.CLIENT_ABORTS.labels(req.label).inc()
+                req.status = 499
             raise
         except ClientError as exc:
             if exc.aborted:
@@ -241,6 +247,9 @@ class Proxy:
                         instance, req, head, body, min(self.settings.try_timeout, remaining),
                         idempotent,
                     )  # fmt: skip
+                except LocalResourceError as exc:
+                    self._out_of_resources(exc, req)
+                    return
                 except ConnectFailed as exc:
                     self._failed(service, instance, exc, req, eject_now=True)
                     failure = (502, "upstream_unreachable", "no instance could be reached")
@@ -324,7 +333,9 @@ class Proxy:
                 answer = await conn.send(head, body, False, timeout, head_only)
             else:
                 chunked = req.content_length is None
-                answer = await conn.send(head, req.chunks(), chunked, timeout, head_only)
+                answer = await conn.send(
+                    head, req.chunks(), chunked, timeout, head_only, req.stop_body
+                )
             if _whole(req, answer):
                 # Read within the attempt: if the body breaks off, nothing has reached the
                 # client yet, so the retry rules apply as to a broken connection.
@@ -333,6 +344,27 @@ class Proxy:
         except BaseException:
             conn.close()
             raise
+
+    def _out_of_resources(self, exc: LocalResourceError, req: Request) -> None:
+        """The gateway itself is short of descriptors, buffers or ports: 503, counted, and
+        logged at error level (once a second at most, as every request may meet it), with
+        no instance blamed and no retry, which would meet the same shortage."""
+        metrics.LOCAL_ERRORS.labels(exc.reason).inc()
+        self._local_errors += 1
+        now = req.conn.loop.time()
+        if now >= self._local_log_at:
+            self._local_log_at = now + LOCAL_ERROR_LOG_EVERY
+            log.error(
+                "the gateway is out of a local resource: %s; %d request(s) answered 503 since "
+                "the last such line (raise the open-files limit, ulimit -n, if it is EMFILE)",
+                exc, self._local_errors,
+            )  # fmt: skip
+            self._local_errors = 0
+        req.error(
+            503, "gateway_out_of_resources",
+            "the gateway is short of file descriptors or buffers; try again",
+            extra_headers=(b"Retry-After: 1",),
+        )  # fmt: skip
 
     def _may_retry(self, attempt: int, service: Service, tried: set[str], reason: str) -> bool:
         """A retry needs an attempt left, an instance not tried yet, and the budget's consent."""
@@ -428,6 +460,7 @@ class Proxy:
         if answer.length is None and not chunked:
             req.reusable = False  # an HTTP/1.0 client learns the end from the close
         req.answer(answer.status, req.head(line, lines, answer.length, chunked))
+        client.relaying()
         try:
             async for data in _framed(answer.chunks(self.settings.try_timeout), chunked):
                 req.sent += len(data)
@@ -438,7 +471,7 @@ class Proxy:
             conn.close()
             client.abort("the instance's answer broke off")
             return
-        except ClientGone:
+        except BaseException:  # the client left (ClientGone, or its request task cancelled)
             conn.close()
             raise
         self.pool.release(conn)

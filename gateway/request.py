@@ -46,6 +46,7 @@ class Request:
     __slots__ = (
         "_body",
         "_error",
+        "_stopped",
         "_waiter",
         "answered",
         "attempts",
@@ -97,6 +98,7 @@ class Request:
         self._body: list[bytes] = []
         self._waiter: asyncio.Future[None] | None = None
         self._error: BaseException | None = None
+        self._stopped = False
 
     def headers_complete(self, method: bytes, version: str, keep_alive: bool) -> None:
         """Validate what llhttp cannot judge alone; raise ClientError for a refusal."""
@@ -159,7 +161,7 @@ class Request:
         """Answer with a JSON error such as ``{"error": "no_passing_instance", ...}``."""
         data = error_answer(
             code, error_code, detail, self.request_id, self.keeps_alive(), self.version,
-            extra_headers, **extra,
+            extra_headers, self.method == b"HEAD", **extra,
         )  # fmt: skip
         self.answer(code, data)
 
@@ -231,12 +233,18 @@ class Request:
         return data
 
     async def chunks(self) -> AsyncIterator[bytes]:
-        """The body as it arrives; raises ClientGone or ClientError if it never ends."""
+        """The body as it arrives, until it ends or :meth:`stop_body` is called; raises
+        ClientGone or ClientError if it never ends."""
         self._start_body()
-        while True:
+        while not self._stopped:
             if self._body:
                 yield self._take()
             elif self.complete:
                 return
             else:
                 await self._wait()
+
+    def stop_body(self) -> None:
+        """The body is no longer wanted (the instance answered early): end :meth:`chunks`."""
+        self._stopped = True
+        self._wake()

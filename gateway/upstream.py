@@ -4,7 +4,12 @@ Each outcome of an attempt is a distinct exception the proxy's retry loop acts o
 that never formed (:class:`ConnectFailed`), no answer in time (:class:`UpstreamTimeout`), a
 connection that broke (:class:`UpstreamBroken`), or an answer whose framing cannot be trusted
 (:class:`UpstreamBadResponse`, llhttp's verdict: Content-Length with Transfer-Encoding,
-differing lengths, a bad status line).
+differing lengths, a bad status line). A connection the gateway could not even try for want of
+its own resources (:class:`LocalResourceError`: no file descriptor, no buffer, no port) is not
+an upstream failure at all, and never counts against an instance.
+
+An instance is read 16 KiB at a time, and no further while 32 KiB of its answer wait for a
+slow client. A streamed request body stops at an early answer, which is then relayed.
 
 A connection goes back to the pool (:mod:`gateway.pool`) only when its answer was read exactly to the end: interim
 1xx answers are skipped, and a connection on which anything arrives after the answer (or while
@@ -14,17 +19,31 @@ idle) is closed, so one client can never receive bytes meant for another.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import TYPE_CHECKING, cast
 
 import httptools
+
+from gateway.framing import MAX_FRAMING, framing_excess
 
 if TYPE_CHECKING:
     from gateway.pool import Deadlines
 
 MAX_HEADERS = 100
 MAX_HEADER_BYTES = 64 * 1024
-HIGH_WATER = 256 * 1024  # answer bytes held before the upstream is paused (slow client)
+# Memory per answer relayed to a slow client, as nginx's proxy buffers bound it: an instance
+# is read READ_SIZE bytes at a time, and no more once HIGH_WATER bytes wait for the client.
+READ_SIZE = 16 * 1024
+HIGH_WATER = 32 * 1024
+# An answer of known length up to SMALL_ANSWER is read whole (and relayed in one write), in
+# reads of that size: in 16 KiB pieces, each waking the reader, a 60 KB answer cost twice
+# the CPU of one read.
+SMALL_ANSWER = 64 * 1024
+UNBOUNDED = 1 << 62
+# Every upstream connection of a worker reads into these buffers: a read is copied out at
+# once (buffer_updated), and one event loop never runs two reads at a time.
+_READ_BUFFER = memoryview(bytearray(SMALL_ANSWER))
+_SMALL_READ = _READ_BUFFER[:READ_SIZE]
 
 
 class UpstreamError(Exception):
@@ -49,6 +68,18 @@ class UpstreamBroken(UpstreamError):
 
 class UpstreamBadResponse(UpstreamError):
     """The answer's framing or syntax is invalid."""
+
+
+class LocalResourceError(Exception):
+    """The gateway ran out of a resource of its own (EMFILE, ENFILE, ENOBUFS, ENOMEM,
+    EADDRNOTAVAIL) before a connection could be tried: its own fault, not the instance's.
+
+    *reason* is the errno's name, for the metric.
+    """
+
+    def __init__(self, message: str, reason: str) -> None:
+        super().__init__(message)
+        self.reason = reason
 
 
 def failure_reason(error: UpstreamError | None, status: int = 0) -> str:
@@ -81,6 +112,7 @@ class Answer:
         "headers",
         "keep_alive",
         "length",
+        "limit",
         "reason",
         "status",
         "timed",
@@ -97,6 +129,7 @@ class Answer:
         self.done = False
         self.error: BaseException | None = None
         self.buffered = 0
+        self.limit = HIGH_WATER  # body bytes held before the instance is no longer read
         self.body: bytes | None = None  # the whole body, when it was read within the attempt
         self._parts: list[bytes] = []
         self._waiter: asyncio.Future[None] | None = None
@@ -105,9 +138,10 @@ class Answer:
     def feed(self, data: bytes) -> None:
         self._parts.append(data)
         self.buffered += len(data)
-        if self.buffered > HIGH_WATER:
+        if self.buffered >= self.limit:
             self.conn.pause()
-        self._wake()
+        if self.limit != UNBOUNDED:  # read_all waits for the end only
+            self._wake()
 
     def finish(self) -> None:
         self.done = True
@@ -151,7 +185,10 @@ class Answer:
         return data
 
     async def read_all(self) -> bytes:
-        """The whole body (the attempt's timer still runs)."""
+        """The whole body (the attempt's timer still runs); for small answers only, as no
+        bound applies while it is read."""
+        self.limit = UNBOUNDED
+        self.conn.resume()
         while not self.done:
             if self.error is not None:
                 raise self.error
@@ -172,8 +209,13 @@ class Answer:
                 await self._wait(idle_timeout)
 
 
-class UpstreamConnection(asyncio.Protocol):
-    """One keep-alive connection to an instance; carries one request at a time."""
+class UpstreamConnection(asyncio.BufferedProtocol):
+    """One keep-alive connection to an instance; carries one request at a time.
+
+    A buffered protocol only so as to choose the size of a read (READ_SIZE): a plain
+    protocol's reads are as large as uvloop's own buffer, 256 KiB, each held until the client
+    takes it.
+    """
 
     def __init__(self, key: tuple[str, int], deadlines: Deadlines) -> None:
         self.key = key
@@ -190,6 +232,7 @@ class UpstreamConnection(asyncio.Protocol):
         self.idle_since = 0.0
         self.paused = False
         self._header_bytes = 0
+        self._framing = self._chunks = 0  # see gateway.framing
         self._drain: asyncio.Future[None] | None = None
         self.write_paused = False
 
@@ -198,11 +241,21 @@ class UpstreamConnection(asyncio.Protocol):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = cast(asyncio.Transport, transport)
 
+    def get_buffer(self, sizehint: int) -> memoryview:
+        answer = self.answer
+        return _READ_BUFFER if answer is not None and answer.limit == UNBOUNDED else _SMALL_READ
+
+    def buffer_updated(self, nbytes: int) -> None:
+        # A copy, as a plain protocol's read is: the buffer is the next connection's too.
+        self.data_received(bytes(_READ_BUFFER[:nbytes]))
+
     def data_received(self, data: bytes) -> None:
+        """Parse what the instance sent (called for each read, and by in-memory tests)."""
         answer = self.answer
         if answer is None or answer.done:
             self.close()  # bytes nobody asked for: this connection can never be trusted again
             return
+        chunked = False
         if not answer.head.done():
             # httptools gathers a header's pieces itself, so bound the head before feeding it;
             # only the bytes before the blank line count (the body may come in the same read).
@@ -211,12 +264,25 @@ class UpstreamConnection(asyncio.Protocol):
             if self._header_bytes > MAX_HEADER_BYTES:
                 self._broken(UpstreamBadResponse("the answer's head is over 64 KiB"))
                 return
+        elif answer.chunked:
+            chunked, buffered, self._chunks = True, answer.buffered, 0
         try:
             self.parser.feed_data(data)
         except httptools.HttpParserCallbackError as exc:
             self._broken(exc.__context__ or exc)
         except httptools.HttpParserError as exc:
             self._broken(UpstreamBadResponse(f"invalid answer: {exc}"))
+        else:
+            if chunked and not answer.done:
+                # The body read in this feed: Answer.feed only adds, the reader takes later.
+                body = answer.buffered - buffered
+                self._framing = framing_excess(self._framing, len(data), body, self._chunks)
+                if self._framing > MAX_FRAMING:
+                    self._broken(
+                        UpstreamBadResponse(
+                            f"over {MAX_FRAMING} bytes of chunk extensions and trailer fields"
+                        )
+                    )
 
     def _broken(self, error: BaseException) -> None:
         if self.answer is not None:
@@ -226,6 +292,9 @@ class UpstreamConnection(asyncio.Protocol):
     def connection_lost(self, exc: Exception | None) -> None:
         self.lost = True
         self.reusable = False
+        if self._drain is not None and not self._drain.done():
+            # Whether or not an answer came: a body still going out has nowhere to go.
+            self._drain.set_exception(UpstreamBroken("the connection closed", self.reused))
         answer = self.answer
         if answer is None or answer.done:
             return
@@ -235,8 +304,6 @@ class UpstreamConnection(asyncio.Protocol):
             answer.fail(
                 UpstreamBroken("the connection closed before the answer ended", self.reused)
             )
-        if self._drain is not None and not self._drain.done():
-            self._drain.set_exception(UpstreamBroken("the connection closed", self.reused))
 
     def pause_writing(self) -> None:
         self.write_paused = True
@@ -258,7 +325,14 @@ class UpstreamConnection(asyncio.Protocol):
         self.answer.reason += reason
 
     def on_header(self, name: bytes, value: bytes) -> None:
-        headers = self.answer.headers  # type: ignore[union-attr]
+        answer = self.answer
+        assert answer is not None
+        if answer.head.done():
+            # A trailer field: never merged into the header section (RFC 9110 §6.5.1), and not
+            # passed on either (as nginx without proxy_pass_trailers); its size is bounded in
+            # data_received.
+            return
+        headers = answer.headers
         if len(headers) >= MAX_HEADERS:
             raise UpstreamBadResponse("the answer has too many headers")
         headers.append((name, value))
@@ -267,6 +341,10 @@ class UpstreamConnection(asyncio.Protocol):
         answer = self.answer
         assert answer is not None
         status = self.parser.get_status_code()
+        if not 100 <= status <= 599:
+            # llhttp takes any three digits; a code outside 1xx-5xx has no meaning (RFC 9110
+            # §15), and nginx answers 502 for it too.
+            raise UpstreamBadResponse(f"invalid status code {status}")
         if 100 <= status < 200:
             if status == 101:
                 raise UpstreamBadResponse(
@@ -282,15 +360,29 @@ class UpstreamConnection(asyncio.Protocol):
             if lower == b"content-length":
                 answer.length = int(value)  # llhttp refused anything but one plain number
             elif lower == b"transfer-encoding":
+                # Only "chunked" alone, as nginx and Envoy insist: relaying "gzip, chunked"
+                # would need the coding kept end to end (an HTTP/1.0 client cannot take it),
+                # and dropping it hands the client gzip bytes it was not told about.
+                if answer.chunked or value.strip().lower() != b"chunked":
+                    raise UpstreamBadResponse(
+                        f"unsupported Transfer-Encoding {value.decode('latin-1')!r}"
+                    )
                 answer.chunked = True
         if status in (204, 304):
             answer.length = 0
+        if answer.length is not None and answer.length <= SMALL_ANSWER:
+            answer.limit = UNBOUNDED  # read whole: held in full anyway, so read in one go
         if self.head_request:
             # llhttp does not know the request was HEAD and would wait for a body; the
             # length stays, as the client's answer to HEAD carries it.
             self.reusable = False
             answer.finish()
         answer.head.set_result(None)
+        if self._drain is not None and not self._drain.done():
+            self._drain.set_result(None)  # answered while the body was still going out
+
+    def on_chunk_header(self) -> None:
+        self._chunks += 1
 
     def on_body(self, data: bytes) -> None:
         assert self.answer is not None
@@ -314,35 +406,65 @@ class UpstreamConnection(asyncio.Protocol):
         chunked: bool,
         timeout: float,
         head_request: bool,
+        on_answer: Callable[[], None] | None = None,
     ) -> Answer:
-        """Send one request and wait for the answer's status and headers."""
+        """Send one request and wait for the answer's status and headers.
+
+        A streamed *body* stops at an early answer; *on_answer* is then called, so that a
+        body source waiting for its client can stop waiting.
+        """
         assert self.transport is not None
         answer = self.answer = Answer(self)
         self.head_request = head_request
-        self._header_bytes = 0
+        self._header_bytes = self._framing = 0
         if isinstance(body, bytes):
             self.deadlines.add(answer, timeout)
             # One write for head and body: one syscall, and no Nagle delay between them.
             self.transport.write(head + body)
         else:
-            self.reusable = False  # cut short if the client fails: never reused after a stream
-            self.transport.write(head)
-            async for data in body:
-                if answer.head.done():
-                    break  # answered early: the rest of the body is not wanted
-                self.transport.write(b"%x\r\n%s\r\n" % (len(data), data) if chunked else data)
-                await self.drain(timeout)
-            else:
-                if chunked:
-                    self.transport.write(b"0\r\n\r\n")
-                self.reusable = True
-            if not answer.done and answer.error is None:
-                self.deadlines.add(answer, timeout)
+            await self._stream_body(answer, head, body, chunked, timeout, on_answer)
         await answer.head
         return answer
 
+    async def _stream_body(
+        self,
+        answer: Answer,
+        head: bytes,
+        body: AsyncIterator[bytes],
+        chunked: bool,
+        timeout: float,
+        on_answer: Callable[[], None] | None,
+    ) -> None:
+        """Send a body as it arrives, at the instance's pace, until it ends or is answered.
+
+        An instance may answer before it has read the body (a 413, a 405): the answer is
+        relayed and the rest of the body is not sent, as nginx and Envoy do. The connection is
+        then never reused, since the instance may not have read what was already sent.
+        """
+        assert self.transport is not None
+        self.reusable = False  # cut short if the client fails: never reused after a stream
+        if on_answer is not None:
+            answer.head.add_done_callback(lambda _: on_answer())
+        self.transport.write(head)
+        async for data in body:
+            if answer.head.done():
+                break
+            self.transport.write(b"%x\r\n%s\r\n" % (len(data), data) if chunked else data)
+            try:
+                await self.drain(timeout)  # also ends when the answer's head arrives
+            except UpstreamBroken:
+                if not answer.head.done():
+                    raise
+                break  # answered, then closed (as gunicorn does after an early answer)
+        if not answer.head.done():
+            if chunked:
+                self.transport.write(b"0\r\n\r\n")
+            self.reusable = True
+        if not answer.done and answer.error is None:
+            self.deadlines.add(answer, timeout)
+
     async def drain(self, timeout: float) -> None:
-        """Wait while the instance is not reading what is sent to it."""
+        """Wait while the instance is not reading what is sent to it, and has not answered."""
         if self.lost:
             raise UpstreamBroken("the connection closed while sending", self.reused)
         if self.write_paused:
@@ -375,5 +497,11 @@ class UpstreamConnection(asyncio.Protocol):
 
     def close(self) -> None:
         self.reusable = False
-        if self.transport is not None:
-            self.transport.close()
+        transport = self.transport
+        if transport is not None:
+            if transport.get_write_buffer_size():
+                # Unsent request bytes (a body cut short by an early answer): an instance that
+                # does not read would keep a graceful close, and the buffer, waiting forever.
+                transport.abort()
+            else:
+                transport.close()

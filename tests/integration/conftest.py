@@ -57,7 +57,7 @@ def start_gateway(consul: ConsulDouble, log_dir: Path) -> Iterator[Callable[...,
     """Start gateways; all of them are stopped when the module ends."""
     started: list[Process] = []
 
-    def start(**extra: str) -> Process:
+    def start(open_files: int | None = None, **extra: str) -> Process:
         port = free_port()
         proc = Process(
             f"gateway-{port}",
@@ -65,6 +65,7 @@ def start_gateway(consul: ConsulDouble, log_dir: Path) -> Iterator[Callable[...,
             gateway_env(port, consul.addr, **extra),
             port,
             log_dir,
+            open_files=open_files,
         )
         started.append(proc.start())
         proc.wait_http("/_gateway/routes")

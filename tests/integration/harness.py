@@ -45,8 +45,10 @@ class Process:
         port: int,
         log_dir: Path,
         root: Path = ROOT,
+        open_files: int | None = None,
     ) -> None:
         self.name, self.conf, self.port, self.root = name, conf, port, root
+        self.open_files = open_files  # RLIMIT_NOFILE of the master and its workers
         # Metric folders inside the test's own folder: a master killed by a test (no on_exit)
         # leaves nothing behind in the system's temporary directory.
         multiproc = {"PROMETHEUS_MULTIPROC_DIR": str(log_dir)}
@@ -70,9 +72,13 @@ class Process:
         return f"http://127.0.0.1:{self.env['GATEWAY_ADMIN_PORT']}"
 
     def start(self) -> Process:
+        argv = [GUNICORN, "-c", self.conf]
+        if self.open_files is not None:
+            # The shell's ulimit rather than a preexec_fn, which is unsafe beside threads.
+            argv = ["/bin/sh", "-c", f'ulimit -n {self.open_files} && exec "$0" "$@"', *argv]
         with self.log_path.open("ab") as log:
             self.popen = subprocess.Popen(
-                [GUNICORN, "-c", self.conf],
+                argv,
                 cwd=self.root,
                 env=self.env,
                 stdout=log,
@@ -122,6 +128,13 @@ class Process:
                 self.popen.wait(5)
         with contextlib.suppress(ProcessLookupError):
             os.killpg(self.popen.pid, signal.SIGKILL)  # any worker the master left behind
+
+    def worker_pids(self) -> list[int]:
+        """The master's child processes: its workers."""
+        assert self.popen is not None
+        pid = self.popen.pid
+        children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+        return [int(child) for child in children]
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")[-4000:]

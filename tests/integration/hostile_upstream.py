@@ -11,8 +11,11 @@ The server registers in Consul under its own service name with a passing TTL che
 
 from __future__ import annotations
 
+import array
 import contextlib
+import fcntl
 import socket
+import termios
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -25,14 +28,21 @@ __all__ = [
     "HostileUpstream",
     "Received",
     "Script",
+    "answer_before_the_body",
     "close_on_reused",
     "early_hints",
+    "endless_extension",
+    "endless_trailer",
+    "fixed",
+    "hold",
+    "large_answer",
     "plain",
     "surplus_after_body",
     "surplus_while_idle",
     "trickled_status",
     "two_lengths",
     "with_cl_and_te",
+    "with_trailer",
 ]
 
 
@@ -44,6 +54,7 @@ class Received:
     path: str
     nth: int
     body: bytes
+    headers: tuple[tuple[str, str], ...] = ()
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -61,8 +72,10 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _scripted(self) -> None:
         self.nth += 1
-        length = int(self.headers.get("Content-Length") or 0)
-        received = Received(self.command, self.path, self.nth, self.rfile.read(length))
+        length = int(self.headers.get("Content-Length") or 0) if self.server.upstream.reads else 0
+        received = Received(
+            self.command, self.path, self.nth, self.rfile.read(length), tuple(self.headers.items())
+        )
         self.server.upstream.record(received)
         self.server.upstream.script(self, received)
 
@@ -75,6 +88,7 @@ class _Handler(BaseHTTPRequestHandler):
 
 class _Server(ThreadingHTTPServer):
     daemon_threads = True
+    request_queue_size = 128  # many gateway connections at once (the default is 5)
     upstream: HostileUpstream
 
 
@@ -159,12 +173,166 @@ def close_on_reused(handler: _Handler, received: Received) -> None:
         handler.close_connection = True
 
 
-class HostileUpstream:
-    """A threaded server running one script; use it in a ``with`` block."""
+def fixed(raw: bytes) -> Script:
+    """A script that answers every request with *raw*, then closes the connection."""
 
-    def __init__(self, script: Script) -> None:
+    def script(handler: _Handler, received: Received) -> None:
+        handler.wfile.write(raw)
+        handler.close_connection = True
+
+    return script
+
+
+def _chunk(data: bytes) -> bytes:
+    return b"%x\r\n%s\r\n" % (len(data), data)
+
+
+CHUNKED_HEAD = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
+STREAMED = 8 * 1024 * 1024  # what an endless field or extension adds up to before it ends
+
+
+def with_trailer(handler: _Handler, received: Received) -> None:
+    """A chunked answer whose trailer section sets a cookie; kept alive."""
+    trailer = b"Set-Cookie: session=from-the-trailer\r\nX-Trailer-Field: yes\r\n\r\n"
+    handler.wfile.write(CHUNKED_HEAD + _chunk(_answer(received)) + b"0\r\n" + trailer)
+
+
+def _stream(handler: _Handler, start: bytes, end: bytes) -> None:
+    """Write *start*, then STREAMED filler bytes in 64 KiB pieces, then *end*; then close.
+
+    Marks ``cut`` if the gateway closed the connection before the end was written.
+    """
+    upstream = handler.server.upstream
+    handler.close_connection = True
+    piece = b"a" * 65536
+    try:
+        handler.wfile.write(start)
+        for _ in range(STREAMED // len(piece)):
+            if upstream.stopping.is_set():
+                return
+            handler.wfile.write(piece)
+        handler.wfile.write(end)
+    except OSError:
+        upstream.mark("cut")
+
+
+def endless_trailer(handler: _Handler, received: Received) -> None:
+    """A chunked answer whose one trailer field runs to 8 MiB before the answer ends."""
+    body = _chunk(_answer(received))
+    _stream(handler, CHUNKED_HEAD + body + b"0\r\nX-Huge: ", b"\r\n\r\n")
+
+
+def endless_extension(handler: _Handler, received: Received) -> None:
+    """A chunked answer whose first chunk carries an 8 MiB chunk extension."""
+    body = _answer(received)
+    _stream(
+        handler,
+        CHUNKED_HEAD + b"%x;ext=" % len(body),
+        b"\r\n%s\r\n0\r\n\r\n" % body,
+    )
+
+
+def _unread(sock: socket.socket) -> int:
+    """Bytes that arrived on *sock* and were not read yet."""
+    queued = array.array("i", [0])
+    fcntl.ioctl(sock.fileno(), termios.FIONREAD, queued)
+    return queued[0]
+
+
+def _wait_for_close(handler: _Handler) -> None:
+    """Read and drop whatever comes until the gateway closes; mark ``closed by the gateway``."""
+    upstream = handler.server.upstream
+    handler.close_connection = True
+    sock = handler.connection  # not rfile: a read that timed out would poison it for good
+    sock.settimeout(0.2)
+    while not upstream.stopping.is_set():
+        try:
+            if sock.recv(65536):
+                continue
+        except TimeoutError:
+            continue
+        except OSError:  # a reset is a close too
+            pass
+        upstream.mark("closed by the gateway")
+        return
+
+
+def answer_before_the_body(handler: _Handler, received: Received) -> None:
+    """413 without reading the body, once the gateway has filled this connection's receive
+    buffer (so it is waiting to send more). For ``/close...`` the connection is then closed
+    unread; otherwise nothing is read until the test sets ``release``, and then the rest is
+    dropped until the gateway closes.
+
+    Use with ``HostileUpstream(..., reads=False)``.
+    """
+    upstream = handler.server.upstream
+    last = -1
+    while not upstream.stopping.wait(0.1):  # pacing: the buffer is full once it stops growing
+        queued = _unread(handler.connection)
+        if queued == last and queued > 0:
+            break
+        last = queued
+    body = b"the instance's own 413"
+    handler.wfile.write(
+        b"HTTP/1.1 413 Payload Too Large\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body)
+    )
+    upstream.mark("answered early")
+    if received.path.startswith("/close"):
+        # As gunicorn does after an early answer: close with the body unread (a reset).
+        handler.close_connection = True
+        return
+    while not upstream.release.wait(0.1):
+        if upstream.stopping.is_set():
+            return
+    _wait_for_close(handler)
+
+
+def hold(handler: _Handler, received: Received) -> None:
+    """Answer ``/fast...`` at once; hold any other request unanswered until the gateway
+    closes the connection (marked ``closed by the gateway``)."""
+    if received.path.startswith("/fast"):
+        plain(handler, received)
+    else:
+        _wait_for_close(handler)
+
+
+LARGE = 64 * 1024 * 1024
+
+
+def large_answer(handler: _Handler, received: Received) -> None:
+    """A 64 MiB answer, written as fast as the gateway takes it. Marks ``stalled`` once per
+    connection when the gateway stops taking it (nothing could be written for half a second),
+    then carries on until the answer ends or the connection closes."""
+    upstream = handler.server.upstream
+    handler.close_connection = True
+    sock = handler.connection
+    piece = memoryview(b"z" * 65536)
+    left, stalled = LARGE, False
+    try:
+        sock.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n" % LARGE)
+        sock.settimeout(0.5)
+        while left and not upstream.stopping.is_set():
+            try:
+                left -= sock.send(piece[: min(left, len(piece))])
+            except TimeoutError:
+                if not stalled:
+                    stalled = True
+                    upstream.mark("stalled")
+    except OSError:
+        return
+
+
+class HostileUpstream:
+    """A threaded server running one script; use it in a ``with`` block.
+
+    With *reads* False the request body is left to the script (none is read before it runs).
+    """
+
+    def __init__(self, script: Script, reads: bool = True) -> None:
         self.script = script
+        self.reads = reads
         self.stopping = threading.Event()
+        self.release = threading.Event()  # for scripts that wait for the test to go on
         self.received: list[Received] = []
         self.marks: list[str] = []  # what scripts report doing, for tests to wait on
         self.connections: set[socket.socket] = set()

@@ -12,12 +12,13 @@ import contextlib
 import io
 import json
 import socket
+import threading
 import time
 from dataclasses import dataclass
 from http.client import HTTPException, HTTPMessage, HTTPResponse
 from typing import Any, Literal
 
-__all__ = ["Answer", "NoAnswer", "RawConnection", "Reply", "exchange", "request"]
+__all__ = ["Answer", "NoAnswer", "RawConnection", "Reply", "exchange", "request", "upload"]
 
 
 @dataclass(frozen=True)
@@ -131,6 +132,39 @@ class RawConnection:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def upload(
+    port: int, head: bytes, piece: bytes, count: int, end: bytes = b"", timeout: float = 20.0
+) -> Reply:
+    """Send *head*, then *piece* up to *count* times and *end*, while reading the reply.
+
+    The pieces go out from a thread, so a reply that comes before the upload ends (an early
+    answer, a refusal) is read while the client is still sending, as a real client's would be.
+    The sending stops at the reply, or when the peer stops taking bytes or closes.
+    """
+    stop = threading.Event()
+    with RawConnection(port, timeout) as conn:
+
+        def send() -> None:
+            for i in range(count):
+                if stop.is_set() or not conn.send(piece):
+                    print("sender stopped at", i, time.monotonic())
+                    return
+            conn.send(end)
+
+        conn.send(head)
+        sender = threading.Thread(target=send, daemon=True)
+        sender.start()
+        try:
+            r = conn.read()
+            print("read at", time.monotonic())
+            return r
+        finally:
+            stop.set()
+            with contextlib.suppress(OSError):
+                conn.sock.shutdown(socket.SHUT_RDWR)  # wakes a send blocked on a full buffer
+            sender.join(timeout)
 
 
 def exchange(port: int, data: bytes, answers: int = 1, timeout: float = 10.0) -> list[Reply]:

@@ -51,6 +51,15 @@ class FakeTransport:
     def is_closing(self) -> bool:
         return self.closed
 
+    def set_write_buffer_limits(self, high: int | None = None, low: int | None = None) -> None:
+        pass  # writes never wait here
+
+    def get_write_buffer_size(self) -> int:
+        return 0  # every write is handed over at once
+
+    def can_write_eof(self) -> bool:
+        return False  # the front end then closes at once instead of lingering
+
     def pause_reading(self) -> None:
         self.reading = False
 
