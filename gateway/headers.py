@@ -126,6 +126,9 @@ def classify(raw: list[tuple[bytes, bytes]]) -> RequestHeaders:
             h.tracestate = value if not h.tracestate else h.tracestate + b"," + value
     if named - {b"host"}:
         h.forward = [line for line in h.forward if line.split(b":", 1)[0].lower() not in named]
+        # A key that Connection names is dropped on the way: the instance could not tell a
+        # replay from a new request, so the request may not be replayed after all.
+        h.idempotency_key = h.idempotency_key and b"idempotency-key" not in named
     return h
 
 

@@ -111,6 +111,23 @@ def test_idempotency_key_is_noted_and_forwarded() -> None:
     assert headers.idempotency_key and headers.forward == [b"Idempotency-Key: k1"]
 
 
+@pytest.mark.parametrize(
+    "raw",
+    [
+        [(b"Connection", b"Idempotency-Key"), (b"Idempotency-Key", b"k1")],
+        [(b"Idempotency-Key", b"k1"), (b"Connection", b"keep-alive, idempotency-key")],
+    ],
+)
+def test_an_idempotency_key_named_in_connection_makes_nothing_replayable(
+    raw: list[tuple[bytes, bytes]],
+) -> None:
+    # The key is hop-by-hop then, so it never reaches the instance, which could not tell a
+    # replay from a second order.
+    headers = classify(raw)
+    assert headers.forward == []
+    assert headers.idempotency_key is False
+
+
 def test_response_hop_by_hop_headers_are_stripped() -> None:
     upstream = [
         (b"Content-Type", b"text/plain"),
