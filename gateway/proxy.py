@@ -28,6 +28,7 @@ from gateway import metrics
 from gateway.errors_json import status_line
 from gateway.headers import (
     RequestHeaders,
+    field_value,
     forwarded_tracestate,
     response_lines,
     upstream_head,
@@ -397,7 +398,7 @@ class Proxy:
         lines = response_lines(answer.headers)
         lines.append(b"X-Request-ID: " + req.request_id.encode())
         if self.settings.debug_headers:
-            lines.append(b"X-Upstream-Instance: " + instance.id.encode("latin-1"))
+            lines.append(b"X-Upstream-Instance: " + field_value(instance.id))
         line = status_line(answer.status, answer.reason)
         if req.method == b"HEAD" or answer.status in (204, 304):
             if answer.length is not None and req.method == b"HEAD":
