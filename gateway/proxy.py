@@ -22,7 +22,7 @@ from discovery import logs, tracing
 from discovery.balancer import Picker, make_picker
 from discovery.client import IDEMPOTENT_METHODS
 from discovery.model import Instance, Service
-from discovery.stats import StatsTable
+from discovery.stats import Attempt, StatsTable
 from discovery.watcher import CatalogWatcher
 from gateway import metrics
 from gateway.errors_json import status_line
@@ -240,7 +240,7 @@ class Proxy:
                 try:
                     conn, answer = await self._send(
                         instance, req, head, body, min(self.settings.try_timeout, remaining),
-                        idempotent,
+                        idempotent, tracked,
                     )  # fmt: skip
                 except ConnectFailed as exc:
                     self._failed(service, instance, exc, req, eject_now=True)
@@ -296,12 +296,13 @@ class Proxy:
         body: bytes | None,
         timeout: float,
         idempotent: bool,
+        attempt: Attempt,
     ) -> tuple[UpstreamConnection, Answer]:
         key = (instance.address, instance.port)
         ends = req.conn.loop.time() + timeout
         conn = await self.pool.acquire(key)
         try:
-            return conn, await self._exchange(conn, req, head, body, timeout)
+            return conn, await self._exchange(conn, req, head, body, timeout, attempt)
         except UpstreamBroken as exc:
             # A reused connection the instance closed as the request went out. Only a request
             # that is safe to repeat goes again, since the instance may have read it.
@@ -309,7 +310,7 @@ class Proxy:
                 raise
         conn = await self.pool.connect(key)
         remaining = max(0.001, ends - req.conn.loop.time())  # within the attempt's own time
-        return conn, await self._exchange(conn, req, head, body, remaining)
+        return conn, await self._exchange(conn, req, head, body, remaining, attempt)
 
     async def _exchange(
         self,
@@ -318,6 +319,7 @@ class Proxy:
         head: bytes,
         body: bytes | None,
         timeout: float,
+        attempt: Attempt,
     ) -> Answer:
         head_only = req.method == b"HEAD"
         try:
@@ -325,7 +327,8 @@ class Proxy:
                 answer = await conn.send(head, body, False, timeout, head_only)
             else:
                 chunked = req.content_length is None
-                answer = await conn.send(head, req.chunks(), chunked, timeout, head_only)
+                chunks = _client_paced(req.chunks(), attempt)
+                answer = await conn.send(head, chunks, chunked, timeout, head_only)
             if _whole(req, answer):
                 # Read within the attempt: if the body breaks off, nothing has reached the
                 # client yet, so the retry rules apply as to a broken connection.
@@ -489,6 +492,16 @@ def _whole(req: Request, answer: Answer) -> bool:
     if req.method == b"HEAD" or answer.status in (204, 304):
         return False
     return answer.done or (answer.length is not None and answer.length <= SMALL_ANSWER)
+
+
+async def _client_paced(chunks: AsyncIterator[bytes], attempt: Attempt) -> AsyncIterator[bytes]:
+    """The client's body as it arrives; the waits for it are not the instance's latency."""
+    while True:
+        with attempt.waiting_for_client():
+            data = await anext(chunks, None)
+        if data is None:
+            return
+        yield data
 
 
 async def _framed(chunks: AsyncIterator[bytes], chunked: bool) -> AsyncIterator[bytes]:
