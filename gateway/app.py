@@ -11,12 +11,14 @@ from __future__ import annotations
 
 import hmac
 import logging
+import socket
 from collections.abc import Coroutine
 from typing import Any
 
 from discovery.watcher import CatalogWatcher
 from gateway import metrics
 from gateway.admin import create_admin_app
+from gateway.policy import admin_host_allowed
 from gateway.proxy import Proxy
 from gateway.request import ClientError, Request
 from gateway.settings import GatewaySettings
@@ -45,6 +47,10 @@ class Gateway:
         self.server_address = ("gateway", 0)
         token = self.settings.admin_token
         self._bearer = f"Bearer {token}".encode() if token else None
+        # Without a token, the names the admin listener answers to (besides IP addresses and
+        # localhost): a check against DNS rebinding, see gateway.policy.admin_host_allowed.
+        own = {socket.gethostname().lower(), self.settings.admin_bind.lower()}
+        self._admin_names = frozenset(own | self.settings.admin_hosts)
 
     def __call__(self, req: Request) -> Coroutine[Any, Any, None]:
         """Serve a request of the public listener."""
@@ -55,7 +61,15 @@ class Gateway:
         path = req.target.partition(b"?")[0]
         if not path.startswith(ADMIN_PREFIX):
             raise ClientError(404, "not_found", "the admin listener serves /_gateway/ only")
-        if self._bearer is not None and path not in OPEN and not self._authorized(req):
+        if self._bearer is None:
+            assert req.headers is not None
+            if not admin_host_allowed(req.headers.host, self._admin_names):
+                raise ClientError(
+                    421, "misdirected_request",
+                    "without GATEWAY_ADMIN_TOKEN the admin listener answers only to its own "
+                    "names: an IP address, localhost, this host's name or GATEWAY_ADMIN_HOSTS",
+                )  # fmt: skip
+        elif path not in OPEN and not self._authorized(req):
             raise ClientError(401, "unauthorized", "the admin API needs its bearer token")
         metrics.TALLY.flush()  # this worker's counts, up to this moment, for a scrape
         await call_wsgi(self.admin_app, req, self.server_address)

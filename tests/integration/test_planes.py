@@ -188,6 +188,37 @@ def test_finding_3_answers_carry_no_instance_and_errors_no_addresses(
     requests.put(f"{consul.addr}/v1/agent/service/deregister/gone-{port}", timeout=5)
 
 
+def admin_get(gateway: Process, host: bytes, token: str | None = None) -> Answer:
+    """GET /_gateway/routes on the admin listener, addressed to *host*."""
+    auth = b"Authorization: Bearer %s\r\n" % token.encode() if token else b""
+    port = int(gateway.env["GATEWAY_ADMIN_PORT"])
+    raw = b"GET /_gateway/routes HTTP/1.1\r\nHost: %s\r\n%s\r\n" % (host, auth)
+    reply = request(port, raw)
+    assert isinstance(reply, Answer), reply
+    return reply
+
+
+def test_without_a_token_the_admin_api_answers_only_to_its_own_names(
+    start_gateway: Callable[..., Process], echo: Process
+) -> None:
+    # A page on evil.example whose name now resolves to 127.0.0.1 (DNS rebinding) sends its
+    # own name as Host: without a token, nothing else stands between it and the admin API.
+    gw = start_gateway(WEB_CONCURRENCY="1", GATEWAY_ADMIN_HOSTS="gateway.internal")
+    port = gw.env["GATEWAY_ADMIN_PORT"].encode()
+    for evil in (b"evil.example:" + port, b"evil.example", b"localhost.evil.example:" + port):
+        refused = admin_get(gw, evil)
+        assert (refused.status, refused.error_code()) == (421, "misdirected_request")
+        assert b"services" not in refused.body
+    for own in (b"127.0.0.1:" + port, b"localhost:" + port, b"[::1]:" + port, b"gateway.internal"):
+        assert admin_get(gw, own).status == 200, own
+
+
+def test_with_a_token_the_admin_api_takes_any_host_name(gateway: Process) -> None:
+    # Behind a load balancer or Prometheus' service discovery: the token is what counts.
+    assert admin_get(gateway, b"gateway.example").status == 401
+    assert admin_get(gateway, b"gateway.example", TOKEN).status == 200
+
+
 # -- finding 4: anyone who can write to Consul takes routes --------------------------------
 
 
