@@ -18,6 +18,7 @@ from typing import Any
 from discovery.watcher import CatalogWatcher
 from gateway import metrics
 from gateway.admin import create_admin_app
+from gateway.metrics_share import MetricsShare
 from gateway.policy import admin_host_allowed
 from gateway.proxy import Proxy
 from gateway.request import ClientError, Request
@@ -25,7 +26,8 @@ from gateway.settings import GatewaySettings
 from gateway.wsgi_bridge import call_wsgi
 
 ADMIN_PREFIX = b"/_gateway/"
-HEALTH = b"/_gateway/health"  # open without the token: health checks carry no secrets
+HEALTH = b"/_gateway/health"
+METRICS = b"/_gateway/metrics"  # open without the token: health checks carry no secrets
 # Open too: the routing page's static files hold no data; the page sends the token itself.
 OPEN = frozenset(
     {HEALTH, b"/_gateway/", b"/_gateway/routing-page.js", b"/_gateway/routing-page.css"}
@@ -71,8 +73,16 @@ class Gateway:
                 )  # fmt: skip
         elif path not in OPEN and not self._authorized(req):
             raise ClientError(401, "unauthorized", "the admin API needs its bearer token")
-        metrics.TALLY.flush()  # this worker's counts, up to this moment, for a scrape
+        if path == METRICS:
+            self._publish_metrics()  # this worker's counts, up to this moment, for the scrape
         await call_wsgi(self.admin_app, req, self.server_address)
+
+    def _publish_metrics(self) -> None:
+        """Write this worker's metrics for a scrape, here on the event loop (it prunes them)."""
+        metrics.set_last_sync(self.proxy.watcher.last_success)
+        share: MetricsShare | None = self.admin_app.extensions.get("metrics_share")
+        if share is not None:
+            share.publish()
 
     def _authorized(self, req: Request) -> bool:
         assert self._bearer is not None

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import threading
 import time
 from collections.abc import AsyncIterator, Mapping
 
@@ -78,6 +79,10 @@ class Proxy:
         self.inflight = InflightLimiter(settings.max_inflight)
         self._pruning = False
         self._pickers: dict[tuple[str, str], Picker] = {}
+        # For sweep(): the route table it last swept, and every instance address listed since.
+        self._swept: RouteTable | None = None
+        self._hosts: frozenset[tuple[str, int]] = frozenset()
+        self._hosts_lock = threading.Lock()
         self.spans = make_buffer(settings.otel, settings.log.instance)
         self.on_services(watcher.services)
         watcher.add_listener(self.on_services)
@@ -90,10 +95,32 @@ class Proxy:
         )
         self.limits = {name: limits_for(svc, self.defaults) for name, svc in self.services.items()}
         metrics.set_last_sync(self.watcher.last_success)
+        metrics.retain(services)
+        with self._hosts_lock:
+            self._hosts |= _hosts(self.services)
         passing = {i.id for svc in services.values() for i in svc.passing}
         for instance_id in self.stats.observe(passing):
             log.info("%s is passing in Consul again; back in rotation", instance_id)
         self.stats.forget_absent({i.id for svc in services.values() for i in svc.instances})
+
+    def sweep(self) -> None:
+        """Drop what belongs to services and instances Consul no longer lists (once a second).
+
+        Balancer state and idle connections, on the event loop, where they are used; the
+        catalog watcher's thread only swaps the snapshot. The stats go in on_services, the
+        metrics as they are written (gateway/metrics_share.py). Churn of services grows nothing.
+        """
+        routes = self.routes  # rebuilt, after the services, on every change of the catalog
+        if routes is self._swept:
+            return
+        self._swept = routes
+        routed = {(route.service, route.balancer) for route in routes.routes}
+        self._pickers = {k: v for k, v in list(self._pickers.items()) if k in routed}
+        listed = _hosts(self.services)
+        with self._hosts_lock:
+            seen, self._hosts = self._hosts, listed
+        for host in seen - listed:
+            self.pool.discard_host(host)
 
     def picker(self, service: str, balancer: str) -> Picker:
         """The picker of a service; kept across route rebuilds so its state survives."""
@@ -446,6 +473,11 @@ class Proxy:
             conn.close()
             raise
         self.pool.release(conn)
+
+
+def _hosts(services: Mapping[str, Service]) -> frozenset[tuple[str, int]]:
+    """The address of every instance of *services*, as the pool knows them."""
+    return frozenset((i.address, i.port) for s in services.values() for i in s.instances)
 
 
 def _hop(

@@ -8,6 +8,7 @@ throughout.
 from __future__ import annotations
 
 import json
+import socket
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -16,7 +17,14 @@ import requests
 
 from registry.launcher import ConsulDouble, free_port
 from tests.integration.conftest import StartService
-from tests.integration.harness import Process, passing_ids, wait_for
+from tests.integration.harness import (
+    SERVICE_CONF,
+    Process,
+    gateway_env,
+    passing_ids,
+    service_env,
+    wait_for,
+)
 from tests.integration.hostile_upstream import HostileUpstream, plain
 from tests.integration.rawhttp import Answer, RawConnection, request
 
@@ -262,6 +270,28 @@ def test_finding_6_the_gateway_deletes_only_the_metrics_folder_it_made(
     gw.stop()
     assert keep.read_text() == "keep me"
     assert list(tmp_path.glob("gateway-metrics-*")) == []
+
+
+@pytest.mark.parametrize("component", ["gateway", "echo"])
+def test_a_master_that_cannot_bind_leaves_no_metrics_folder(
+    log_dir: Path, consul: ConsulDouble, tmp_path: Path, component: str
+) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        if component == "gateway":
+            conf, env = "gateway/gunicorn.conf.py", gateway_env(port, consul.addr)
+        else:
+            conf, env = SERVICE_CONF, service_env("echo", port, consul.addr)
+        env["PROMETHEUS_MULTIPROC_DIR"] = str(tmp_path)
+        master = Process(f"unbindable-{component}-{port}", conf, env, port, log_dir)
+        try:
+            assert master.start().wait_exit(30) != 0  # gunicorn tries 5 times, a second apart
+        finally:
+            master.stop()
+    assert "Connection in use" in master.log()
+    assert list(tmp_path.iterdir()) == []
 
 
 @pytest.fixture(autouse=True)
