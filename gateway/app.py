@@ -74,15 +74,15 @@ class Gateway:
         elif path not in OPEN and not self._authorized(req):
             raise ClientError(401, "unauthorized", "the admin API needs its bearer token")
         if path == METRICS:
-            self._publish_metrics()  # this worker's counts, up to this moment, for the scrape
+            await self._publish_metrics()  # this worker's counts, up to this moment
         await call_wsgi(self.admin_app, req, self.server_address)
 
-    def _publish_metrics(self) -> None:
+    async def _publish_metrics(self) -> None:
         """Write this worker's metrics for a scrape, here on the event loop (it prunes them)."""
         metrics.set_last_sync(self.proxy.watcher.last_success)
         share: MetricsShare | None = self.admin_app.extensions.get("metrics_share")
         if share is not None:
-            share.publish()
+            await share.publish()
 
     def _authorized(self, req: Request) -> bool:
         assert self._bearer is not None

@@ -19,6 +19,7 @@ catalog (about 120 bytes per service and status code).
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import os
@@ -32,6 +33,7 @@ from gateway.metrics_merge import merge
 
 EXITED = "exited.json"
 ATTEMPTS = 3  # reads of the folder a scrape tries before it settles for what it has
+CHUNK = 200  # rows encoded per turn of the event loop (about a millisecond)
 log = logging.getLogger(__name__)
 
 
@@ -44,20 +46,28 @@ class MetricsShare:
         self.name = f"worker-{pid}-{secrets.token_hex(4)}.json"
         self._written: tuple[Any, ...] | None = None
         self._last_error = ""
+        # One write at a time: an older snapshot written last would make a counter go down.
+        self._lock = asyncio.Lock()
 
-    def publish(self, force: bool = False) -> None:
-        """Write this worker's snapshot if it counted anything since (on the event loop)."""
-        worker = metrics.Worker
-        state = (metrics.TALLY.observed, worker.known, worker.last_sync)
-        if state == self._written and not force:
-            return
-        try:
-            _write(self.folder / self.name, metrics.snapshot(prune=True))
-            self._written, self._last_error = state, ""
-        except OSError as exc:
-            if str(exc) != self._last_error:  # once per kind of failure, not once a second
-                log.warning("cannot share this worker's metrics: %s", exc)
-            self._last_error = str(exc)
+    async def publish(self, force: bool = False) -> None:
+        """Write this worker's snapshot if it counted anything since (on the event loop).
+
+        A large catalog's snapshot is encoded ``CHUNK`` rows at a time, giving the loop back
+        in between, so that no request waits for all of it.
+        """
+        async with self._lock:
+            worker = metrics.Worker
+            state = (metrics.TALLY.observed, worker.known, worker.last_sync)
+            if state == self._written and not force:
+                return
+            text = await _encoded(metrics.snapshot(prune=True))
+            try:
+                _write(self.folder / self.name, text)
+                self._written, self._last_error = state, ""
+            except OSError as exc:
+                if str(exc) != self._last_error:  # once per kind of failure, not once a second
+                    log.warning("cannot share this worker's metrics: %s", exc)
+                self._last_error = str(exc)
 
     def remove(self) -> None:
         """Take this worker's file away (for tests; an exiting worker leaves it to be folded)."""
@@ -92,7 +102,7 @@ def fold_exited(folder: str, pid: int) -> None:
                 merged = merge([_read(base / EXITED) or {"series": {}}, dead], dead.get("known"))
                 merged["series"][metrics.LAST_SYNC.name] = []  # a gauge of live workers only
                 merged["folded"] = [path.name]
-                _write(base / EXITED, merged)
+                _write(base / EXITED, json.dumps(merged, separators=(",", ":")))
             path.unlink(missing_ok=True)
         except OSError as exc:  # the master carries on; the worker's file still counts
             log.warning("cannot keep the metrics of exited worker %d: %s", pid, exc)
@@ -114,7 +124,21 @@ def _read(path: Path, missing_ok: bool = True) -> Snapshot | None:
         return None
 
 
-def _write(path: Path, snap: Snapshot) -> None:
+async def _encoded(snap: Snapshot) -> str:
+    """*snap* as JSON, ``CHUNK`` rows at a time."""
+    families = []
+    for name, rows in snap["series"].items():
+        pieces = []
+        for start in range(0, len(rows), CHUNK):
+            if start:
+                await asyncio.sleep(0)
+            pieces.append(json.dumps(rows[start : start + CHUNK], separators=(",", ":"))[1:-1])
+        families.append(f"{json.dumps(name)}:[{','.join(pieces)}]")
+    return f'{{"known":{json.dumps(snap["known"])},"series":{{{",".join(families)}}}}}'
+
+
+def _write(path: Path, text: str) -> None:
+    """Write *path* whole or not at all: a temporary file, then a rename over it."""
     temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    temporary.write_text(json.dumps(snap, separators=(",", ":")))
+    temporary.write_text(text)
     os.replace(temporary, path)

@@ -106,7 +106,7 @@ class EventLoopWorker(Worker):  # type: ignore[misc]
                 await share.publish()  # for the routing page, whichever worker is asked
             gateway.proxy.sweep()  # what belongs to services that are gone
             if counts is not None:
-                counts.publish()  # for a scrape, whichever worker answers it
+                await counts.publish()  # for a scrape, whichever worker answers it
             if self.ppid != os.getppid():
                 self.log.info("Parent changed, shutting down: %s", self)
                 break
@@ -126,6 +126,6 @@ class EventLoopWorker(Worker):  # type: ignore[misc]
         if share is not None:
             share.remove()
         if counts is not None:
-            counts.publish(force=True)  # its last counts, for the master to keep (child_exit)
+            await counts.publish(force=True)  # its last counts, for the master to keep
         if gateway.proxy.spans is not None:
             gateway.proxy.spans.flush(loop)  # queued for export; sent at exit (discovery/otlp.py)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from pathlib import Path
 from typing import Any
@@ -79,12 +80,12 @@ def test_a_worker_writes_only_when_it_counted_something(
     monkeypatch.setattr(metrics, "TALLY", metrics.Tally())
     monkeypatch.setattr(metrics.Worker, "known", None)
     share = MetricsShare(str(tmp_path), 4)
-    share.publish()
+    asyncio.run(share.publish())
     written = tmp_path / share.name
     assert written.exists()
     written.write_text("{}")  # a marker: a rewrite would replace it
-    share.publish()
+    asyncio.run(share.publish())
     assert written.read_text() == "{}"
     metrics.observe("a", 200, 0.001)
-    share.publish()
+    asyncio.run(share.publish())
     assert json.loads(written.read_text())["series"]["gateway_requests"] == [["a", "200", 1]]
