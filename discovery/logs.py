@@ -10,6 +10,11 @@ Every line carries ``time``, ``level``, ``component`` (the service name, or ``ga
 IDs come from :data:`CONTEXT`, which the gateway and the services set per request (``-``
 outside a request). An access-log line adds its fields (``method``, ``path``, ``status`` ...)
 as keys of their own.
+
+A line never ends inside a value: log lines carry what others chose (instance IDs and service
+names from Consul, a client's path), and a newline in one would forge a record of its own.
+JSON escapes every control character itself. The text format escapes them (:func:`escape`)
+and indents each line of a traceback, so every line that starts at the margin is a record.
 """
 
 from __future__ import annotations
@@ -17,6 +22,7 @@ from __future__ import annotations
 import logging
 import logging.config
 import os
+import re
 from collections.abc import Mapping
 from contextvars import ContextVar
 from dataclasses import dataclass
@@ -79,6 +85,54 @@ class ContextFilter(logging.Filter):
         return True
 
 
+# What could end a line, or hide or rewrite one on a terminal: the C0 controls (newline,
+# carriage return, escape...), DEL, the C1 controls (NEL among them) and Unicode's line and
+# paragraph separators, which str.splitlines() and some viewers also break lines at.
+_UNSAFE = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+_NAMED = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
+TRACEBACK_INDENT = "    "
+
+
+def escape(text: str) -> str:
+    """*text* on one line: control characters as ``\\n``, ``\\r``, ``\\t``, ``\\xNN``, ``\\uNNNN``."""
+    if text.isprintable():  # the common case: a third of the cost of a regular expression scan
+        return text
+    return _UNSAFE.sub(_escaped, text)
+
+
+def _escaped(match: re.Match[str]) -> str:
+    char = match.group()
+    named = _NAMED.get(char)
+    if named is not None:
+        return named
+    return f"\\x{ord(char):02x}" if ord(char) < 0x100 else f"\\u{ord(char):04x}"
+
+
+def _indented(text: str) -> str:
+    return "\n".join(TRACEBACK_INDENT + escape(line) for line in text.split("\n"))
+
+
+class TextFormatter(logging.Formatter):
+    """The text format: one line a record, then its traceback (if any), indented.
+
+    The whole line is escaped once it is formatted, whichever field a value came in by. The
+    traceback is formatted here too, never taken from another handler's cache unindented.
+    """
+
+    def format(self, record: logging.LogRecord) -> str:
+        record.message = record.getMessage()
+        if self.usesTime():
+            record.asctime = self.formatTime(record, self.datefmt)
+        line = escape(self.formatMessage(record))
+        if record.exc_info:
+            line += "\n" + _indented(self.formatException(record.exc_info))
+        elif record.exc_text:
+            line += "\n" + _indented(record.exc_text)
+        if record.stack_info:
+            line += "\n" + _indented(self.formatStack(record.stack_info))
+        return line
+
+
 def dict_config(settings: LogSettings) -> dict[str, Any]:
     """The :func:`logging.config.dictConfig` mapping: one stderr handler for every logger.
 
@@ -93,7 +147,7 @@ def dict_config(settings: LogSettings) -> dict[str, Any]:
             "timestamp": "time",  # ISO 8601 in UTC
         }
     else:
-        formatter = {"format": TEXT_FORMAT}
+        formatter = {"()": "discovery.logs.TextFormatter", "fmt": TEXT_FORMAT}
     handler = {
         "class": "logging.StreamHandler",
         "stream": "ext://sys.stderr",

@@ -1,4 +1,10 @@
-"""The discovery data model: instances of services as Consul's health endpoint reports them."""
+"""The discovery data model: instances of services as Consul's health endpoint reports them.
+
+Values are kept exactly as Consul gives them (an ID must match Consul's to mean the same
+instance), though whoever registers may have chosen them to harm: each output escapes them
+instead. A header gets them percent-encoded (:func:`gateway.headers.field_value`), a text log
+line escaped (:func:`discovery.logs.escape`), JSON its own escapes, the routing page text nodes.
+"""
 
 from __future__ import annotations
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from discovery.window import MinuteCounter
@@ -49,8 +49,8 @@ class InstanceStats:
             self.outstanding += 1
             self.attempts.add(time.monotonic() if now is None else now)
 
-    def end(self, rtt: float, decay: float) -> None:
-        """A request ends after *rtt* seconds; fold it into the peak EWMA.
+    def end(self, rtt: float | None, decay: float) -> None:
+        """A request ends after *rtt* seconds; fold it into the peak EWMA (None: no measure).
 
         Peak EWMA (as in Finagle and Linkerd) jumps straight up to a slower observation and
         decays back down with time constant *decay*, so a replica that turns slow loses traffic
@@ -58,6 +58,8 @@ class InstanceStats:
         """
         with self.lock:
             self.outstanding -= 1
+            if rtt is None:
+                return
             now = time.monotonic()
             if rtt > self.ewma:
                 self.ewma = rtt
@@ -70,38 +72,87 @@ class InstanceStats:
         """Expected wait if one more request is sent here (peak EWMA times the queue)."""
         return self.ewma * (self.outstanding + 1)
 
-    def track(self, decay: float) -> Attempt:
+    def track(self, decay: float, clock: Callable[[], float] = time.monotonic) -> Attempt:
         """``with stats.track(decay) as attempt:`` counts one request in flight, whatever ends it."""
-        return Attempt(self, decay)
+        return Attempt(self, decay, clock)
 
 
 class Attempt:
     """One request in flight to an instance: begun on enter, ended on exit, even on errors.
 
-    The latency fed to the EWMA is the time to the answer's head (:meth:`answered`), or the
-    whole attempt when no answer came.
+    The latency fed to the EWMA is the instance's own part: the time to the answer's head
+    (:meth:`answered`), less every wait for the client's body (:meth:`waiting_for_client`).
+    A client that uploads slowly, or stalls, is never the instance's latency, or peak EWMA
+    would shun a healthy instance for it. Without an answer, the whole attempt less those
+    waits counts (a timeout is the instance's), unless the attempt ended while waiting for the
+    client (it left, or stopped sending): then nothing about the instance was measured.
     """
 
-    __slots__ = ("decay", "rtt", "started", "stats")
+    __slots__ = (
+        "client_ended",
+        "clock",
+        "decay",
+        "rtt",
+        "started",
+        "stats",
+        "wait_began",
+        "waited",
+    )
 
-    def __init__(self, stats: InstanceStats, decay: float) -> None:
-        self.stats, self.decay = stats, decay
-        self.started = 0.0
+    def __init__(
+        self, stats: InstanceStats, decay: float, clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        self.stats, self.decay, self.clock = stats, decay, clock
+        self.started = self.waited = 0.0
+        self.wait_began: float | None = None  # a wait for the client under way since then
+        self.client_ended = False
         self.rtt: float | None = None
 
     def __enter__(self) -> Attempt:
-        self.started = time.monotonic()
+        self.started = self.clock()
         self.stats.begin(self.started)
         return self
 
+    def waiting_for_client(self) -> ClientWait:
+        """``with attempt.waiting_for_client():`` around each wait for the client's body."""
+        return ClientWait(self)
+
+    def instance_time(self) -> float:
+        """Seconds since the attempt began, less the waits for the client, the current one too."""
+        now = self.clock()
+        waiting = now - self.wait_began if self.wait_began is not None else 0.0
+        return now - self.started - self.waited - waiting
+
     def answered(self) -> float:
-        """Note that the answer's head arrived; return the time it took."""
-        self.rtt = time.monotonic() - self.started
+        """Note that the answer's head arrived; return the instance's part of the time."""
+        self.rtt = self.instance_time()
         return self.rtt
 
     def __exit__(self, *exc_info: object) -> None:
-        rtt = self.rtt if self.rtt is not None else time.monotonic() - self.started
+        rtt = self.rtt
+        if rtt is None and not self.client_ended:
+            rtt = self.instance_time()
         self.stats.end(rtt, self.decay)
+
+
+class ClientWait:
+    """One wait for the client's body: its time is not the instance's; an error is the client's."""
+
+    __slots__ = ("attempt",)
+
+    def __init__(self, attempt: Attempt) -> None:
+        self.attempt = attempt
+
+    def __enter__(self) -> None:
+        self.attempt.wait_began = self.attempt.clock()
+
+    def __exit__(self, exc_type: type[BaseException] | None, *exc_info: object) -> None:
+        attempt = self.attempt
+        if attempt.wait_began is not None:
+            attempt.waited += attempt.clock() - attempt.wait_began
+            attempt.wait_began = None
+        if exc_type is not None:  # the client left, stalled or sent a bad body: no measure
+            attempt.client_ended = True
 
 
 @dataclass(frozen=True)

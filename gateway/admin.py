@@ -17,6 +17,8 @@ from werkzeug.exceptions import HTTPException
 
 from gateway import metrics
 from gateway.explain import BadParameter, checked_path, explain
+from gateway.metrics_merge import merge, render
+from gateway.metrics_share import MetricsShare
 from gateway.proxy import Proxy
 from gateway.routing_view import page_state
 from gateway.state_share import StateShare
@@ -164,9 +166,14 @@ def explain_path() -> ResponseReturnValue:
 
 @bp.get("/metrics")
 def prometheus_metrics() -> ResponseReturnValue:
-    """Prometheus exposition of every worker's metrics."""
-    metrics.set_last_sync(_proxy().watcher.last_success)
-    body, content_type = metrics.render()
+    """Prometheus exposition of every worker's metrics (this one's written just before)."""
+    share: MetricsShare | None = current_app.extensions.get("metrics_share")
+    if share is None:  # one process, outside gunicorn
+        metrics.set_last_sync(_proxy().watcher.last_success)
+        merged = merge([metrics.snapshot()])
+    else:
+        merged = share.gather()
+    body, content_type = render(merged)
     return body, 200, {"Content-Type": content_type}
 
 

@@ -11,19 +11,23 @@ from __future__ import annotations
 
 import hmac
 import logging
+import socket
 from collections.abc import Coroutine
 from typing import Any
 
 from discovery.watcher import CatalogWatcher
 from gateway import metrics
 from gateway.admin import create_admin_app
+from gateway.metrics_share import MetricsShare
+from gateway.policy import admin_host_allowed
 from gateway.proxy import Proxy
 from gateway.request import ClientError, Request
 from gateway.settings import GatewaySettings
 from gateway.wsgi_bridge import call_wsgi
 
 ADMIN_PREFIX = b"/_gateway/"
-HEALTH = b"/_gateway/health"  # open without the token: health checks carry no secrets
+HEALTH = b"/_gateway/health"
+METRICS = b"/_gateway/metrics"  # open without the token: health checks carry no secrets
 # Open too: the routing page's static files hold no data; the page sends the token itself.
 OPEN = frozenset(
     {HEALTH, b"/_gateway/", b"/_gateway/routing-page.js", b"/_gateway/routing-page.css"}
@@ -45,6 +49,10 @@ class Gateway:
         self.server_address = ("gateway", 0)
         token = self.settings.admin_token
         self._bearer = f"Bearer {token}".encode() if token else None
+        # Without a token, the names the admin listener answers to (besides IP addresses and
+        # localhost): a check against DNS rebinding, see gateway.policy.admin_host_allowed.
+        own = {socket.gethostname().lower(), self.settings.admin_bind.lower()}
+        self._admin_names = frozenset(own | self.settings.admin_hosts)
 
     def __call__(self, req: Request) -> Coroutine[Any, Any, None]:
         """Serve a request of the public listener."""
@@ -55,10 +63,26 @@ class Gateway:
         path = req.target.partition(b"?")[0]
         if not path.startswith(ADMIN_PREFIX):
             raise ClientError(404, "not_found", "the admin listener serves /_gateway/ only")
-        if self._bearer is not None and path not in OPEN and not self._authorized(req):
+        if self._bearer is None:
+            assert req.headers is not None
+            if not admin_host_allowed(req.headers.host, self._admin_names):
+                raise ClientError(
+                    421, "misdirected_request",
+                    "without GATEWAY_ADMIN_TOKEN the admin listener answers only to its own "
+                    "names: an IP address, localhost, this host's name or GATEWAY_ADMIN_HOSTS",
+                )  # fmt: skip
+        elif path not in OPEN and not self._authorized(req):
             raise ClientError(401, "unauthorized", "the admin API needs its bearer token")
-        metrics.TALLY.flush()  # this worker's counts, up to this moment, for a scrape
+        if path == METRICS:
+            await self._publish_metrics()  # this worker's counts, up to this moment
         await call_wsgi(self.admin_app, req, self.server_address)
+
+    async def _publish_metrics(self) -> None:
+        """Write this worker's metrics for a scrape, here on the event loop (it prunes them)."""
+        metrics.set_last_sync(self.proxy.watcher.last_success)
+        share: MetricsShare | None = self.admin_app.extensions.get("metrics_share")
+        if share is not None:
+            await share.publish()
 
     def _authorized(self, req: Request) -> bool:
         assert self._bearer is not None

@@ -7,12 +7,10 @@ parsed by :class:`gateway.settings.GatewaySettings`.
 """
 
 import os
-import shutil
 import sys
-import tempfile
 from typing import Any
 
-from discovery import logs
+from discovery import logs, metrics_dir
 from discovery.errors import SettingsError
 from gateway.settings import GatewaySettings
 
@@ -24,36 +22,44 @@ except SettingsError as exc:
 logs.configure(settings.log)
 logconfig_dict = logs.dict_config(settings.log)
 
-# Workers write their Prometheus metrics (prometheus_client's multiprocess mode) into a folder
-# this master creates, inside PROMETHEUS_MULTIPROC_DIR if that is set, and removes on exit. It
-# never deletes anything it did not create: PROMETHEUS_MULTIPROC_DIR=/tmp is safe.
-METRICS_DIR = tempfile.mkdtemp(
-    prefix="gateway-metrics-", dir=os.environ.get("PROMETHEUS_MULTIPROC_DIR") or None
-)
-os.environ["PROMETHEUS_MULTIPROC_DIR"] = METRICS_DIR
-# The workers' routing state for the routing page (gateway/state_share.py), inside that folder.
-STATE_DIR = os.path.join(METRICS_DIR, "workers")
-os.mkdir(STATE_DIR, 0o700)
+# The workers share their metrics (gateway/metrics_share.py) and their routing state (in
+# "workers", gateway/state_share.py) through a folder this master creates, inside
+# PROMETHEUS_MULTIPROC_DIR if that is set, and removes on exit. It never deletes anything it did
+# not create: PROMETHEUS_MULTIPROC_DIR=/tmp is safe. The folder is made in when_ready, once the
+# sockets are bound (see discovery/metrics_dir.py), and not exported: the gateway's metrics are
+# its own files, not prometheus_client's multiprocess mode.
+FOLDER = metrics_dir.master_folder("gateway-metrics-")
+
+
+def _made() -> str | None:
+    return FOLDER.made.path if FOLDER.made is not None else None
+
+
+def when_ready(server: Any) -> None:
+    """Make the shared folder, now that the sockets are bound and before any worker starts."""
+    os.makedirs(os.path.join(FOLDER.create(export=False).path, "workers"), 0o700, exist_ok=True)
 
 
 def on_exit(server: Any) -> None:
-    """Remove the metrics folder this master created."""
-    shutil.rmtree(METRICS_DIR, ignore_errors=True)
+    """Remove the shared folder this master created."""
+    FOLDER.remove()
 
 
 def post_fork(server: Any, worker: Any) -> None:
-    """Tell the new worker where the workers share their routing state."""
-    worker.state_dir = STATE_DIR
+    """Tell the new worker where the workers share their metrics and routing state."""
+    folder = _made()
+    worker.metrics_dir = folder
+    worker.state_dir = os.path.join(folder, "workers") if folder else None
 
 
 def child_exit(server: Any, worker: Any) -> None:
-    """Drop the live gauges and the routing state of a worker that exited."""
-    from prometheus_client import multiprocess
+    """Keep the counts of a worker that exited, and drop its routing state."""
+    from gateway import metrics_share, state_share
 
-    from gateway import state_share
-
-    multiprocess.mark_process_dead(worker.pid)
-    state_share.forget(STATE_DIR, worker.pid)
+    folder = _made()
+    if folder is not None:
+        metrics_share.fold_exited(folder, worker.pid)
+        state_share.forget(os.path.join(folder, "workers"), worker.pid)
 
 
 wsgi_app = "gateway.app:create_app()"

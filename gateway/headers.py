@@ -20,6 +20,8 @@ process-wide cache keyed by client input exists.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import lru_cache
+from urllib.parse import quote
 
 from discovery.tracing import TRACESTATE_CHARS, TRACESTATE_MEMBERS, limit_tracestate
 
@@ -126,6 +128,9 @@ def classify(raw: list[tuple[bytes, bytes]]) -> RequestHeaders:
             h.tracestate = value if not h.tracestate else h.tracestate + b"," + value
     if named - {b"host"}:
         h.forward = [line for line in h.forward if line.split(b":", 1)[0].lower() not in named]
+        # A key that Connection names is dropped on the way: the instance could not tell a
+        # replay from a new request, so the request may not be replayed after all.
+        h.idempotency_key = h.idempotency_key and b"idempotency-key" not in named
     return h
 
 
@@ -214,3 +219,20 @@ def response_lines(raw: list[tuple[bytes, bytes]]) -> list[bytes]:
     if named - _CONNECTION_OPTIONS:
         lines = [line for line in lines if line.split(b":", 1)[0].lower() not in named]
     return lines
+
+
+# Visible ASCII but "%": what a value from Consul keeps as it is in a header field.
+_FIELD_SAFE = "".join(chr(c) for c in range(0x21, 0x7F) if c != ord("%"))
+
+
+@lru_cache(maxsize=4096)
+def field_value(text: str) -> bytes:
+    """*text* (a value from Consul, such as an instance ID) as one header field value.
+
+    Visible ASCII stays as it is; anything else (CR, LF, spaces, ``%``, characters outside
+    Latin-1) is percent-encoded as UTF-8, as in a URL. Written raw, a CR LF would end the
+    header early and let whoever registers in Consul add headers, or a whole answer; a
+    character outside Latin-1 could not be written at all. The values are few and change
+    only with the catalog, so the encoding is cached: a hit costs less than an encode.
+    """
+    return quote(text, safe=_FIELD_SAFE).encode("ascii")

@@ -86,3 +86,42 @@ def client_address(peer: str, forwarded_for: bytes, trusted_hops: int) -> str:
         return str(ip_address(candidate))
     except ValueError:
         return peer
+
+
+def admin_host_allowed(host: bytes, names: frozenset[str]) -> bool:
+    """Whether a ``Host`` header names the admin listener itself (the check without a token).
+
+    DNS rebinding points a name the attacker owns at the victim's own address: a page from
+    ``evil.example`` then reads ``http://evil.example:9090/`` as its own origin, and the request
+    reaches the admin listener with ``Host: evil.example:9090``. So a request must name the
+    listener by an IP address (a browser sends one only when the page's own address is that
+    address, where the same-origin policy holds), ``localhost`` or a name under it (browsers
+    resolve those to loopback themselves), or one of *names* (this host's name and
+    ``GATEWAY_ADMIN_HOSTS``). Any port. A request without ``Host`` (HTTP/1.0) is no browser's.
+    """
+    if not host:
+        return True
+    text = host.decode("latin-1").lower()
+    if text.startswith("["):  # an IPv6 literal: [::1] or [::1]:9090
+        literal, bracket, port = text[1:].partition("]")
+        return bracket == "]" and _is_port(port) and _is_ip(literal, 6)
+    name, colon, port = text.partition(":")
+    if not _is_port(colon + port):
+        return False
+    name = name.removesuffix(".")
+    return _is_ip(name, 4) or name == "localhost" or name.endswith(".localhost") or name in names
+
+
+def _is_port(suffix: str) -> bool:
+    """Whether *suffix* may follow a host in ``Host``: nothing, or ``:`` and up to 5 digits."""
+    if not suffix:
+        return True
+    digits = suffix[1:]
+    return suffix[0] == ":" and len(digits) <= 5 and (digits.isascii() and digits.isdigit())
+
+
+def _is_ip(text: str, version: int) -> bool:
+    try:
+        return ip_address(text).version == version
+    except ValueError:
+        return False

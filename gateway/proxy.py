@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import threading
 import time
 from collections.abc import AsyncIterator, Mapping
 
@@ -22,12 +23,13 @@ from discovery import logs, tracing
 from discovery.balancer import Picker, make_picker
 from discovery.client import IDEMPOTENT_METHODS
 from discovery.model import Instance, Service
-from discovery.stats import StatsTable
+from discovery.stats import Attempt, StatsTable
 from discovery.watcher import CatalogWatcher
 from gateway import metrics
 from gateway.errors_json import status_line
 from gateway.headers import (
     RequestHeaders,
+    field_value,
     forwarded_tracestate,
     response_lines,
     upstream_head,
@@ -80,6 +82,10 @@ class Proxy:
         self._pruning = False
         self._pickers: dict[tuple[str, str], Picker] = {}
         self._local_errors, self._local_log_at = 0, 0.0  # see _out_of_resources
+        # For sweep(): the route table it last swept, and every instance address listed since.
+        self._swept: RouteTable | None = None
+        self._hosts: frozenset[tuple[str, int]] = frozenset()
+        self._hosts_lock = threading.Lock()
         self.spans = make_buffer(settings.otel, settings.log.instance)
         self.on_services(watcher.services)
         watcher.add_listener(self.on_services)
@@ -92,10 +98,32 @@ class Proxy:
         )
         self.limits = {name: limits_for(svc, self.defaults) for name, svc in self.services.items()}
         metrics.set_last_sync(self.watcher.last_success)
+        metrics.retain(services)
+        with self._hosts_lock:
+            self._hosts |= _hosts(self.services)
         passing = {i.id for svc in services.values() for i in svc.passing}
         for instance_id in self.stats.observe(passing):
             log.info("%s is passing in Consul again; back in rotation", instance_id)
         self.stats.forget_absent({i.id for svc in services.values() for i in svc.instances})
+
+    def sweep(self) -> None:
+        """Drop what belongs to services and instances Consul no longer lists (once a second).
+
+        Balancer state and idle connections, on the event loop, where they are used; the
+        catalog watcher's thread only swaps the snapshot. The stats go in on_services, the
+        metrics as they are written (gateway/metrics_share.py). Churn of services grows nothing.
+        """
+        routes = self.routes  # rebuilt, after the services, on every change of the catalog
+        if routes is self._swept:
+            return
+        self._swept = routes
+        routed = {(route.service, route.balancer) for route in routes.routes}
+        self._pickers = {k: v for k, v in list(self._pickers.items()) if k in routed}
+        listed = _hosts(self.services)
+        with self._hosts_lock:
+            seen, self._hosts = self._hosts, listed
+        for host in seen - listed:
+            self.pool.discard_host(host)
 
     def picker(self, service: str, balancer: str) -> Picker:
         """The picker of a service; kept across route rebuilds so its state survives."""
@@ -245,7 +273,7 @@ class Proxy:
                 try:
                     conn, answer = await self._send(
                         instance, req, head, body, min(self.settings.try_timeout, remaining),
-                        idempotent,
+                        idempotent, tracked,
                     )  # fmt: skip
                 except LocalResourceError as exc:
                     self._out_of_resources(exc, req)
@@ -304,12 +332,13 @@ class Proxy:
         body: bytes | None,
         timeout: float,
         idempotent: bool,
+        attempt: Attempt,
     ) -> tuple[UpstreamConnection, Answer]:
         key = (instance.address, instance.port)
         ends = req.conn.loop.time() + timeout
         conn = await self.pool.acquire(key)
         try:
-            return conn, await self._exchange(conn, req, head, body, timeout)
+            return conn, await self._exchange(conn, req, head, body, timeout, attempt)
         except UpstreamBroken as exc:
             # A reused connection the instance closed as the request went out. Only a request
             # that is safe to repeat goes again, since the instance may have read it.
@@ -317,7 +346,7 @@ class Proxy:
                 raise
         conn = await self.pool.connect(key)
         remaining = max(0.001, ends - req.conn.loop.time())  # within the attempt's own time
-        return conn, await self._exchange(conn, req, head, body, remaining)
+        return conn, await self._exchange(conn, req, head, body, remaining, attempt)
 
     async def _exchange(
         self,
@@ -326,6 +355,7 @@ class Proxy:
         head: bytes,
         body: bytes | None,
         timeout: float,
+        attempt: Attempt,
     ) -> Answer:
         head_only = req.method == b"HEAD"
         try:
@@ -333,9 +363,8 @@ class Proxy:
                 answer = await conn.send(head, body, False, timeout, head_only)
             else:
                 chunked = req.content_length is None
-                answer = await conn.send(
-                    head, req.chunks(), chunked, timeout, head_only, req.stop_body
-                )
+                chunks = _client_paced(req.chunks(), attempt)
+                answer = await conn.send(head, chunks, chunked, timeout, head_only, req.stop_body)
             if _whole(req, answer):
                 # Read within the attempt: if the body breaks off, nothing has reached the
                 # client yet, so the retry rules apply as to a broken connection.
@@ -429,7 +458,7 @@ class Proxy:
         lines = response_lines(answer.headers)
         lines.append(b"X-Request-ID: " + req.request_id.encode())
         if self.settings.debug_headers:
-            lines.append(b"X-Upstream-Instance: " + instance.id.encode("latin-1"))
+            lines.append(b"X-Upstream-Instance: " + field_value(instance.id))
         line = status_line(answer.status, answer.reason)
         if req.method == b"HEAD" or answer.status in (204, 304):
             if answer.length is not None and req.method == b"HEAD":
@@ -477,6 +506,11 @@ class Proxy:
         self.pool.release(conn)
 
 
+def _hosts(services: Mapping[str, Service]) -> frozenset[tuple[str, int]]:
+    """The address of every instance of *services*, as the pool knows them."""
+    return frozenset((i.address, i.port) for s in services.values() for i in s.instances)
+
+
 def _hop(
     headers: RequestHeaders, sampler: tracing.Sampler = tracing.DEFAULT_SAMPLER
 ) -> tracing.Hop:
@@ -521,6 +555,16 @@ def _whole(req: Request, answer: Answer) -> bool:
     if req.method == b"HEAD" or answer.status in (204, 304):
         return False
     return answer.done or (answer.length is not None and answer.length <= SMALL_ANSWER)
+
+
+async def _client_paced(chunks: AsyncIterator[bytes], attempt: Attempt) -> AsyncIterator[bytes]:
+    """The client's body as it arrives; the waits for it are not the instance's latency."""
+    while True:
+        with attempt.waiting_for_client():
+            data = await anext(chunks, None)
+        if data is None:
+            return
+        yield data
 
 
 async def _framed(chunks: AsyncIterator[bytes], chunked: bool) -> AsyncIterator[bytes]:

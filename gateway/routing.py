@@ -22,9 +22,10 @@ from discovery.balancer import STRATEGIES
 from discovery.model import Service
 
 log = logging.getLogger(__name__)
-PREFIX = re.compile(r"^(/[A-Za-z0-9._~-]+)+$")
+# \Z, not $: "$" also matches before a final newline, which would let "echo\n" through.
+PREFIX = re.compile(r"^(/[A-Za-z0-9._~-]+)+\Z")
 # A service name that is one path segment; "_" and "." may not lead ("/_gateway" is reserved).
-NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._~-]*$")
+NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._~-]*\Z")
 FALSE = {"no", "false", "0", "off"}
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import socket
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -52,6 +53,9 @@ class GatewaySettings:
     admin_bind: str = "127.0.0.1"
     admin_port: int = 9090
     admin_token: str | None = field(default=None, repr=False)
+    # Names the admin listener answers to without a token, besides IP addresses, localhost
+    # and this host's name (see gateway.policy.admin_host_allowed).
+    admin_hosts: frozenset[str] = frozenset()
     admin_detail: bool = False
     debug_headers: bool = False
     expose_admin: frozenset[str] = frozenset()
@@ -111,6 +115,7 @@ class GatewaySettings:
             admin_bind=env.get_str(e, "GATEWAY_ADMIN_BIND", "127.0.0.1"),
             admin_port=admin_port,
             admin_token=env.get_secret(e, "GATEWAY_ADMIN_TOKEN"),
+            admin_hosts=_host_names(e),
             admin_detail=env.get_bool(e, "GATEWAY_ADMIN_DETAIL", False),
             debug_headers=env.get_bool(e, "GATEWAY_DEBUG_HEADERS", False),
             expose_admin=frozenset(env.get_list(e, "GATEWAY_EXPOSE_ADMIN")),
@@ -147,6 +152,22 @@ def _claims(e: Mapping[str, str]) -> dict[str, frozenset[str]]:
             )
         claims.setdefault(service.strip(), set()).add(prefix.strip())
     return {k: frozenset(v) for k, v in claims.items()}
+
+
+_HOST_NAME = re.compile(r"^[a-z0-9]([a-z0-9-]*[a-z0-9])?(\.[a-z0-9]([a-z0-9-]*[a-z0-9])?)*\Z")
+
+
+def _host_names(e: Mapping[str, str]) -> frozenset[str]:
+    """``GATEWAY_ADMIN_HOSTS``: DNS names, lowercased, without a port or a final dot."""
+    names = set()
+    for item in env.get_list(e, "GATEWAY_ADMIN_HOSTS"):
+        name = item.lower().removesuffix(".")
+        if not _HOST_NAME.match(name):
+            raise SettingsError(
+                f"GATEWAY_ADMIN_HOSTS: expected host names such as gateway.internal, got {item!r}"
+            )
+        names.add(name)
+    return frozenset(names)
 
 
 def _cidrs(e: Mapping[str, str]) -> tuple[IPNetwork, ...]:

@@ -21,9 +21,9 @@ from typing import Any
 import uvloop
 from gunicorn.workers.base import Worker  # type: ignore[import-untyped]
 
-from gateway import metrics
 from gateway.app import Gateway
 from gateway.front import FrontServer
+from gateway.metrics_share import MetricsShare
 from gateway.state_share import StateShare
 
 HEARTBEAT = 1.0
@@ -36,8 +36,10 @@ class EventLoopWorker(Worker):  # type: ignore[misc]
         super().__init__(*args, **kwargs)
         self.loop: asyncio.AbstractEventLoop | None = None
         self._wake: asyncio.Event | None = None
-        # Where the workers share their routing state; set by the master's post_fork hook.
+        # Where the workers share their routing state and their metrics; set by the master's
+        # post_fork hook.
         self.state_dir: str | None = None
+        self.metrics_dir: str | None = None
 
     def init_process(self) -> None:
         self.loop = uvloop.new_event_loop()
@@ -95,11 +97,16 @@ class EventLoopWorker(Worker):  # type: ignore[misc]
         admin.start(loop)
         share = StateShare(self.state_dir, gateway.proxy, os.getpid()) if self.state_dir else None
         gateway.admin_app.extensions["state_share"] = share
+        counts = MetricsShare(self.metrics_dir, os.getpid()) if self.metrics_dir else None
+        gateway.admin_app.extensions["metrics_share"] = counts
         self._wake = asyncio.Event()
         while self.alive:
             self.notify()
             if share is not None:
                 await share.publish()  # for the routing page, whichever worker is asked
+            gateway.proxy.sweep()  # what belongs to services that are gone
+            if counts is not None:
+                await counts.publish()  # for a scrape, whichever worker answers it
             if self.ppid != os.getppid():
                 self.log.info("Parent changed, shutting down: %s", self)
                 break
@@ -118,6 +125,7 @@ class EventLoopWorker(Worker):  # type: ignore[misc]
         admin.stop()
         if share is not None:
             share.remove()
-        metrics.TALLY.flush()
+        if counts is not None:
+            await counts.publish(force=True)  # its last counts, for the master to keep
         if gateway.proxy.spans is not None:
             gateway.proxy.spans.flush(loop)  # queued for export; sent at exit (discovery/otlp.py)

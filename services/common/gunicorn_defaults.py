@@ -13,7 +13,7 @@ from typing import Any
 
 from discovery import lifecycle, logs, metrics_dir
 from discovery.errors import SettingsError
-from discovery.lifecycle import on_starting, when_ready
+from discovery.lifecycle import on_starting
 from services.common.settings import ServiceSettings, known_apps
 
 try:
@@ -24,7 +24,17 @@ except SettingsError as exc:
 logs.configure(settings.log)
 logconfig_dict = logs.dict_config(settings.log)
 # The workers' Prometheus files (/metrics adds them up): a fresh folder, removed on exit.
-METRICS_DIR = metrics_dir.create(f"{settings.name}-metrics-")
+METRICS_DIR = metrics_dir.master_folder(f"{settings.name}-metrics-")
+
+
+def when_ready(server: Any) -> None:
+    """Register in Consul (see discovery/lifecycle.py), then make the metrics folder.
+
+    Last, once the socket is bound and the registration done: a master that stops before
+    (it cannot bind, or gives up registering) exits without on_exit, and leaves nothing.
+    """
+    lifecycle.when_ready(server)
+    METRICS_DIR.create()
 
 
 def on_exit(server: Any) -> None:

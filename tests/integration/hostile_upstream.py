@@ -21,6 +21,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
+from urllib.parse import quote
 
 import requests
 
@@ -365,9 +366,12 @@ class HostileUpstream:
         with self._lock:
             return sum(1 for r in self.received if (r.method, r.path) == (method, path))
 
-    def register(self, consul: str, name: str) -> None:
-        """Register as *name* in Consul with a TTL check that passes for the test's length."""
-        ident = f"{name}-{self.port}"
+    def register(self, consul: str, name: str, ident: str | None = None) -> None:
+        """Register as *name* in Consul with a TTL check that passes for the test's length.
+
+        *ident* is the instance ID (``<name>-<port>`` by default): any string Consul takes.
+        """
+        ident = ident if ident is not None else f"{name}-{self.port}"
         registration = {
             "Name": name,
             "ID": ident,
@@ -384,7 +388,7 @@ class HostileUpstream:
         """Deregister, stop serving and release the port."""
         if self._registered:
             consul, ident = self._registered
-            requests.put(f"{consul}/v1/agent/service/deregister/{ident}", timeout=5)
+            requests.put(f"{consul}/v1/agent/service/deregister/{quote(ident, safe='')}", timeout=5)
         self.stopping.set()
         self._server.shutdown()
         self._server.server_close()

@@ -122,6 +122,25 @@ def test_aborted_chunked_uploads_eject_nothing_and_are_counted(gateway: Process,
     assert isinstance(reply, Answer) and reply.status == 200, reply
 
 
+def test_an_upload_the_client_stalls_is_not_counted_as_the_instances_latency(
+    start_gateway: Callable[..., Process], echo: str
+) -> None:
+    # Every body streamed, so the attempt to echo is under way while the client stalls.
+    gw = _routed(
+        start_gateway, WEB_CONCURRENCY="1", GATEWAY_BUFFER_BODY="0", GATEWAY_BODY_TIMEOUT="1s"
+    )
+    before = instance_state(gw, echo)["latency_ewma_ms"]
+    with RawConnection(gw.port) as conn:
+        conn.send(
+            b"POST /echo/stall HTTP/1.1\r\nHost: gw\r\nContent-Length: 1000\r\n\r\n" + b"x" * 10
+        )
+        wait_for(lambda: instance_state(gw, echo)["outstanding"] == 1, 5, "the attempt to echo")
+        assert_timed_out(conn.read(timeout=10))  # the client's stall, ended by its body timeout
+    wait_for(lambda: instance_state(gw, echo)["outstanding"] == 0, 10, "the attempt to end")
+    # Nothing about echo was measured: the wait was the client's (it had been a second).
+    assert instance_state(gw, echo)["latency_ewma_ms"] == before
+
+
 def test_http11_request_without_host_is_a_400(gateway: Process) -> None:
     reply = request(gateway.port, b"GET /echo/nohost HTTP/1.1\r\n\r\n")
     assert isinstance(reply, Answer), reply

@@ -8,6 +8,7 @@ throughout.
 from __future__ import annotations
 
 import json
+import socket
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -16,7 +17,14 @@ import requests
 
 from registry.launcher import ConsulDouble, free_port
 from tests.integration.conftest import StartService
-from tests.integration.harness import Process, passing_ids, wait_for
+from tests.integration.harness import (
+    SERVICE_CONF,
+    Process,
+    gateway_env,
+    passing_ids,
+    service_env,
+    wait_for,
+)
 from tests.integration.hostile_upstream import HostileUpstream, plain
 from tests.integration.rawhttp import Answer, RawConnection, request
 
@@ -188,6 +196,37 @@ def test_finding_3_answers_carry_no_instance_and_errors_no_addresses(
     requests.put(f"{consul.addr}/v1/agent/service/deregister/gone-{port}", timeout=5)
 
 
+def admin_get(gateway: Process, host: bytes, token: str | None = None) -> Answer:
+    """GET /_gateway/routes on the admin listener, addressed to *host*."""
+    auth = b"Authorization: Bearer %s\r\n" % token.encode() if token else b""
+    port = int(gateway.env["GATEWAY_ADMIN_PORT"])
+    raw = b"GET /_gateway/routes HTTP/1.1\r\nHost: %s\r\n%s\r\n" % (host, auth)
+    reply = request(port, raw)
+    assert isinstance(reply, Answer), reply
+    return reply
+
+
+def test_without_a_token_the_admin_api_answers_only_to_its_own_names(
+    start_gateway: Callable[..., Process], echo: Process
+) -> None:
+    # A page on evil.example whose name now resolves to 127.0.0.1 (DNS rebinding) sends its
+    # own name as Host: without a token, nothing else stands between it and the admin API.
+    gw = start_gateway(WEB_CONCURRENCY="1", GATEWAY_ADMIN_HOSTS="gateway.internal")
+    port = gw.env["GATEWAY_ADMIN_PORT"].encode()
+    for evil in (b"evil.example:" + port, b"evil.example", b"localhost.evil.example:" + port):
+        refused = admin_get(gw, evil)
+        assert (refused.status, refused.error_code()) == (421, "misdirected_request")
+        assert b"services" not in refused.body
+    for own in (b"127.0.0.1:" + port, b"localhost:" + port, b"[::1]:" + port, b"gateway.internal"):
+        assert admin_get(gw, own).status == 200, own
+
+
+def test_with_a_token_the_admin_api_takes_any_host_name(gateway: Process) -> None:
+    # Behind a load balancer or Prometheus' service discovery: the token is what counts.
+    assert admin_get(gateway, b"gateway.example").status == 401
+    assert admin_get(gateway, b"gateway.example", TOKEN).status == 200
+
+
 # -- finding 4: anyone who can write to Consul takes routes --------------------------------
 
 
@@ -231,6 +270,28 @@ def test_finding_6_the_gateway_deletes_only_the_metrics_folder_it_made(
     gw.stop()
     assert keep.read_text() == "keep me"
     assert list(tmp_path.glob("gateway-metrics-*")) == []
+
+
+@pytest.mark.parametrize("component", ["gateway", "echo"])
+def test_a_master_that_cannot_bind_leaves_no_metrics_folder(
+    log_dir: Path, consul: ConsulDouble, tmp_path: Path, component: str
+) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        if component == "gateway":
+            conf, env = "gateway/gunicorn.conf.py", gateway_env(port, consul.addr)
+        else:
+            conf, env = SERVICE_CONF, service_env("echo", port, consul.addr)
+        env["PROMETHEUS_MULTIPROC_DIR"] = str(tmp_path)
+        master = Process(f"unbindable-{component}-{port}", conf, env, port, log_dir)
+        try:
+            assert master.start().wait_exit(30) != 0  # gunicorn tries 5 times, a second apart
+        finally:
+            master.stop()
+    assert "Connection in use" in master.log()
+    assert list(tmp_path.iterdir()) == []
 
 
 @pytest.fixture(autouse=True)

@@ -73,6 +73,16 @@ def test_post_is_not_retried_without_an_idempotency_key(
     assert [r.status_code for r in keyed] == [200] * 20
 
 
+def test_a_post_whose_idempotency_key_is_named_in_connection_is_not_retried(
+    start_gateway: Callable[..., Process], flaky: dict[str, str]
+) -> None:
+    # Connection makes the key hop-by-hop: it is dropped, so the instance could not de-duplicate.
+    gateway = gateway_for(start_gateway, **NO_EJECTION)
+    headers = {"Idempotency-Key": "order-18", "Connection": "keep-alive, Idempotency-Key"}
+    statuses = [r.status_code for r in send(gateway, "POST", 30, **headers)]
+    assert set(statuses) == {200, 503}  # the 503s reached the client: no replay
+
+
 def test_retry_budget_stops_retries_when_spent(
     start_gateway: Callable[..., Process], flaky: dict[str, str]
 ) -> None:

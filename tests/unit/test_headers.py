@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+from urllib.parse import unquote
+
 import pytest
 
 from gateway.headers import (
     RequestHeaders,
     classify,
     connection_tokens,
+    field_value,
     response_lines,
     upstream_head,
 )
@@ -111,6 +114,23 @@ def test_idempotency_key_is_noted_and_forwarded() -> None:
     assert headers.idempotency_key and headers.forward == [b"Idempotency-Key: k1"]
 
 
+@pytest.mark.parametrize(
+    "raw",
+    [
+        [(b"Connection", b"Idempotency-Key"), (b"Idempotency-Key", b"k1")],
+        [(b"Idempotency-Key", b"k1"), (b"Connection", b"keep-alive, idempotency-key")],
+    ],
+)
+def test_an_idempotency_key_named_in_connection_makes_nothing_replayable(
+    raw: list[tuple[bytes, bytes]],
+) -> None:
+    # The key is hop-by-hop then, so it never reaches the instance, which could not tell a
+    # replay from a second order.
+    headers = classify(raw)
+    assert headers.forward == []
+    assert headers.idempotency_key is False
+
+
 def test_response_hop_by_hop_headers_are_stripped() -> None:
     upstream = [
         (b"Content-Type", b"text/plain"),
@@ -133,3 +153,23 @@ def test_response_hop_by_hop_headers_are_stripped() -> None:
 @pytest.mark.parametrize("name", [b"SCRIPT_NAME", b"X_Forwarded_For", b"Remote_User"])
 def test_header_names_with_underscores_are_dropped(name: bytes) -> None:
     assert name.lower() not in sent((b"Host", b"h"), (name, b"/echo"))
+
+
+@pytest.mark.parametrize(
+    ("text", "value"),
+    [
+        ("catalog-3f2a9c1b7d4e-8001", b"catalog-3f2a9c1b7d4e-8001"),
+        ("echo-1\r\nSet-Cookie: stolen=yes", b"echo-1%0D%0ASet-Cookie:%20stolen=yes"),
+        ("echo-1\n\nHTTP/1.1 200 OK", b"echo-1%0A%0AHTTP/1.1%20200%20OK"),
+        ("экземпляр-1", b"%D1%8D%D0%BA%D0%B7%D0%B5%D0%BC%D0%BF%D0%BB%D1%8F%D1%80-1"),
+        ("café", b"caf%C3%A9"),
+        ("50%-off", b"50%25-off"),
+        ("tab\there\x00", b"tab%09here%00"),
+    ],
+)
+def test_a_value_from_consul_becomes_one_visible_ascii_header_value(
+    text: str, value: bytes
+) -> None:
+    assert field_value(text) == value
+    assert all(0x21 <= byte <= 0x7E for byte in value)
+    assert unquote(value.decode("ascii")) == text  # nothing is lost

@@ -127,3 +127,60 @@ def test_gunicorn_loggers_follow_the_level_and_its_access_log_is_silenced() -> N
         "propagate": False,
     }
     assert config["disable_existing_loggers"] is False
+
+
+# A value that would forge a record if written raw: an instance ID as registered in Consul.
+FORGED = "echo-1\n2030-01-01 00:00:00,000 CRITICAL gateway h:8080 [req=- trace=-] gateway: FORGED"
+UNSAFE = ["\n", "\r", "\x1b[2K", "\x00", "\x7f", "\x85", "\u2028", "\u2029", "\t"]
+
+
+@pytest.mark.parametrize("logger", [TEXT], indirect=True)
+def test_a_text_line_escapes_a_value_that_would_start_a_record_of_its_own(
+    logger: logging.Logger,
+) -> None:
+    logger.warning("request %s to %s failed", "r-1", FORGED)
+    (line,) = logs_lines(logger)
+    assert line.endswith(f"request r-1 to {FORGED.replace(chr(10), chr(92) + 'n')} failed")
+
+
+@pytest.mark.parametrize("logger", [TEXT], indirect=True)
+@pytest.mark.parametrize("char", UNSAFE)
+def test_a_text_line_holds_no_character_that_ends_or_rewrites_a_line(
+    logger: logging.Logger, char: str
+) -> None:
+    logger.info("upstream=%s", f"a{char}b", extra={"request_id": f"x{char}y", "trace_id": "t"})
+    (line,) = logs_lines(logger)
+    assert char not in line
+    assert "upstream=a" in line and "[req=x" in line
+
+
+@pytest.mark.parametrize("logger", [TEXT], indirect=True)
+def test_a_traceback_in_a_text_log_is_indented_so_no_line_of_it_passes_for_a_record(
+    logger: logging.Logger,
+) -> None:
+    try:
+        raise ValueError(FORGED)
+    except ValueError:
+        logger.exception("failed")
+    first, *rest = logs_lines(logger)
+    assert first.endswith("test.logs: failed")
+    assert rest[0] == "    Traceback (most recent call last):"
+    assert all(line.startswith("    ") for line in rest)
+    # The exception's own lines stay readable, and indented as the rest.
+    assert rest[-2:] == ["    ValueError: echo-1", "    " + FORGED.partition("\n")[2]]
+
+
+@pytest.mark.parametrize("logger", [JSON], indirect=True)
+@pytest.mark.parametrize("char", UNSAFE)
+def test_a_json_line_escapes_every_character_that_ends_or_rewrites_a_line(
+    logger: logging.Logger, char: str
+) -> None:
+    logger.info("upstream=%s", f"a{char}b")
+    (line,) = logs_lines(logger)
+    assert char not in line
+    assert json.loads(line)["message"] == f"upstream=a{char}b"
+
+
+def logs_lines(logger: logging.Logger) -> list[str]:
+    """The lines written, split only at newlines (splitlines would also split at U+2028)."""
+    return BUFFERS[logger.name].getvalue().removesuffix("\n").split("\n")

@@ -71,6 +71,7 @@ def test_meta_wins_over_tags() -> None:
         (("gateway.prefix=no spaces",), "/orders", "random"),
         (("gateway.lb=fastest",), "/orders", "random"),
         (("gateway.prefix=/",), "/orders", "random"),
+        (("gateway.prefix=/x\n",), "/orders", "random"),
     ],
 )
 def test_invalid_options_fall_back_to_defaults(
@@ -112,7 +113,7 @@ def test_between_two_allowed_claimants_the_incumbent_keeps_the_prefix() -> None:
     assert fresh is not None and fresh[0].service == "a"
 
 
-@pytest.mark.parametrize("name", ["a/b", "_gateway", "x y", "#"])
+@pytest.mark.parametrize("name", ["a/b", "_gateway", "x y", "#", "echo\n", "echo\r\n"])
 def test_a_service_whose_name_is_no_path_segment_is_not_routed(name: str) -> None:
     table = RouteTable.build({name: service(name)}, "random")
     assert table.routes == []
