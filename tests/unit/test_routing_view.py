@@ -17,12 +17,12 @@ from discovery.settings import ConsulSettings
 from discovery.stats import StatsTable
 from discovery.watcher import CatalogWatcher
 from discovery.window import WINDOW_SECONDS, MinuteCounter
-from gateway.explain import MAX_PATH, BadParameter, checked_path, explain
+from gateway.admin.explain import MAX_PATH, BadParameter, checked_path, explain
+from gateway.admin.view import page_state
 from gateway.proxy import Proxy
 from gateway.retry import RetryBudget
-from gateway.routing_view import page_state
 from gateway.settings import GatewaySettings
-from gateway.upstream import (
+from gateway.errors import (
     ConnectFailed,
     UpstreamBadResponse,
     UpstreamBroken,
