@@ -10,10 +10,14 @@ not read yet.
 from __future__ import annotations
 
 import logging
+from collections.abc import Coroutine
+from typing import Any
 
 from discovery.watcher import CatalogWatcher
 from gateway.admin.plane import AdminPlane
 from gateway.proxy import Proxy
+from gateway.reply import Reply
+from gateway.request import Request
 from gateway.settings import GatewaySettings
 
 log = logging.getLogger(__name__)
@@ -27,6 +31,10 @@ class Gateway:
         self.proxy = proxy
         self.settings = proxy.settings
         self.admin = AdminPlane(proxy)
+
+    def __call__(self, req: Request, reply: Reply) -> Coroutine[Any, Any, None]:
+        """Serve a request of the public listener."""
+        return self.proxy.handle(req, reply)
 
 
 def create_app(settings: GatewaySettings | None = None, start: bool = True) -> Gateway:

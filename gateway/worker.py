@@ -79,7 +79,7 @@ class EventLoopWorker(Worker):  # type: ignore[misc]
     async def _serve(self) -> None:
         loop = asyncio.get_running_loop()
         gateway: Gateway = self.wsgi
-        front = FrontServer(gateway.settings, gateway.proxy.handle)
+        front = FrontServer(gateway.settings, gateway)
         admin = FrontServer(gateway.settings, gateway.admin)
         servers = []
         for listener in self.sockets:

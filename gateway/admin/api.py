@@ -2,7 +2,7 @@
 
 ``/_gateway/`` is the live routing page (static files of ``gateway/admin/page/``), open
 without the token since it holds no data; it reads ``/_gateway/state``, which needs it, and
-which adds up every worker's counters (``gateway/state_share.py``).
+which adds up every worker's counters (``gateway/admin/share.py``).
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Adding up the workers' snapshots (gateway/worker_merge.py) and reading them from a folder."""
+"""Adding up the workers' snapshots (gateway/admin/merge.py) and reading them from a folder."""
 
 from __future__ import annotations
 
