@@ -19,9 +19,6 @@ from discovery.watcher import CatalogWatcher
 from discovery.window import WINDOW_SECONDS, MinuteCounter
 from gateway.admin.explain import MAX_PATH, BadParameter, checked_path, explain
 from gateway.admin.view import page_state
-from gateway.proxy import Proxy
-from gateway.retry import RetryBudget
-from gateway.settings import GatewaySettings
 from gateway.errors import (
     ConnectFailed,
     UpstreamBadResponse,
@@ -30,6 +27,9 @@ from gateway.errors import (
     UpstreamTimeout,
     failure_reason,
 )
+from gateway.proxy import Proxy
+from gateway.retry import RetryBudget
+from gateway.settings import GatewaySettings
 from tests.unit.inmemory import Upstreams, answer, build, exchanges, service
 
 GET = b"GET /svc/items HTTP/1.1\r\nHost: gw\r\n\r\n"
