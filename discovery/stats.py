@@ -72,12 +72,12 @@ class InstanceStats:
         """Expected wait if one more request is sent here (peak EWMA times the queue)."""
         return self.ewma * (self.outstanding + 1)
 
-    def track(self, decay: float, clock: Callable[[], float] = time.monotonic) -> Attempt:
+    def track(self, decay: float, clock: Callable[[], float] = time.monotonic) -> Tracked:
         """``with stats.track(decay) as attempt:`` counts one request in flight, whatever ends it."""
-        return Attempt(self, decay, clock)
+        return Tracked(self, decay, clock)
 
 
-class Attempt:
+class Tracked:
     """One request in flight to an instance: begun on enter, ended on exit, even on errors.
 
     The latency fed to the EWMA is the instance's own part: the time to the answer's head
@@ -108,7 +108,7 @@ class Attempt:
         self.client_ended = False
         self.rtt: float | None = None
 
-    def __enter__(self) -> Attempt:
+    def __enter__(self) -> Tracked:
         self.started = self.clock()
         self.stats.begin(self.started)
         return self
@@ -140,7 +140,7 @@ class ClientWait:
 
     __slots__ = ("attempt",)
 
-    def __init__(self, attempt: Attempt) -> None:
+    def __init__(self, attempt: Tracked) -> None:
         self.attempt = attempt
 
     def __enter__(self) -> None:

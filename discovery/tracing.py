@@ -147,6 +147,15 @@ def start(sampler: Sampler = DEFAULT_SAMPLER) -> Hop:
     return Hop(TraceParent(trace_id, span_id, sampler.flags(trace_id, None)), "")
 
 
+def start_from(trace_id: str, sampler: Sampler = DEFAULT_SAMPLER) -> Hop:
+    """A new trace under *trace_id*, 32 random hex digits drawn for this request already (the
+    gateway's own request ID): one random draw less per request."""
+    if trace_id == _ZERO_TRACE:
+        return start(sampler)
+    span_id = new_span_id()
+    return Hop(TraceParent(trace_id, span_id, sampler.flags(trace_id, None)), "")
+
+
 def hop(incoming: str | None, sampler: Sampler = DEFAULT_SAMPLER) -> Hop:
     """Continue the incoming trace with a new span of this hop, or start a new one."""
     parent = parse(incoming)

@@ -43,7 +43,7 @@ class MinuteCounter:
     def by_age(self, now: float) -> list[int]:
         """The counts of the window's seconds, *now*'s first, without the zeros that end it.
 
-        For the workers' shared snapshots (``gateway/state_share.py``): one pass over the
+        For the workers' shared snapshots (``gateway/admin/share.py``): one pass over the
         buckets, and short for an instance that saw no event lately.
         """
         newest = int(now)

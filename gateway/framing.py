@@ -19,3 +19,8 @@ PER_BYTE = 2
 def framing_excess(excess: int, fed: int, body: int, chunks: int) -> int:
     """The excess after one read of *fed* bytes that held *body* data bytes in *chunks* chunks."""
     return max(0, excess + fed - (PER_BYTE + 1) * body - PER_CHUNK * chunks)
+
+
+def chunk(data: bytes) -> bytes:
+    """*data* as one chunk of a chunked body (the gateway frames every chunked body it sends)."""
+    return b"%x\r\n%s\r\n" % (len(data), data)

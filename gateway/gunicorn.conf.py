@@ -23,7 +23,7 @@ logs.configure(settings.log)
 logconfig_dict = logs.dict_config(settings.log)
 
 # The workers share their metrics (gateway/metrics_share.py) and their routing state (in
-# "workers", gateway/state_share.py) through a folder this master creates, inside
+# "workers", gateway/admin/share.py) through a folder this master creates, inside
 # PROMETHEUS_MULTIPROC_DIR if that is set, and removes on exit. It never deletes anything it did
 # not create: PROMETHEUS_MULTIPROC_DIR=/tmp is safe. The folder is made in when_ready, once the
 # sockets are bound (see discovery/metrics_dir.py), and not exported: the gateway's metrics are
@@ -54,7 +54,8 @@ def post_fork(server: Any, worker: Any) -> None:
 
 def child_exit(server: Any, worker: Any) -> None:
     """Keep the counts of a worker that exited, and drop its routing state."""
-    from gateway import metrics_share, state_share
+    from gateway import metrics_share
+    from gateway.admin import share as state_share
 
     folder = _made()
     if folder is not None:

@@ -1,8 +1,13 @@
-"""Keep-alive connections to upstream instances, and the deadlines of their attempts.
+"""Keep-alive connections to upstream instances, lent one request at a time.
 
-Reuse saves a TCP handshake and an accept per request. An idle connection the instance closes
-is noticed at once by the event loop (``connection_lost``) and never handed out; one whose
-answer did not end exactly where its framing said is never kept (:meth:`Pool.release`).
+Reuse saves a TCP handshake and an accept per request. A connection is lent by :meth:`Pool.lease`
+(an idle one, else a new one) and comes back only through :meth:`Pool.release`, which keeps it
+if its answer was read exactly to the end (:meth:`UpstreamConnection.reusable`) and closes it
+otherwise; the proxy calls it in a ``finally``, so no path can leak one or pool a bad one. An
+idle connection the instance closes is noticed at once by the event loop and never lent, and
+the idle connections of an instance that left Consul are closed (:meth:`Pool.retain`).
+
+How a connection is made is a seam (:class:`Connector`): TCP by default, in memory in tests.
 """
 
 from __future__ import annotations
@@ -10,8 +15,14 @@ from __future__ import annotations
 import asyncio
 import errno
 from collections import deque
+from collections.abc import Callable, Collection
+from typing import Protocol
 
-from gateway.upstream import Answer, ConnectFailed, LocalResourceError, UpstreamConnection
+from gateway.deadlines import Deadlines
+from gateway.errors import ConnectFailed, LocalResourceError
+from gateway.upstream import CLOSED, IDLE, UpstreamConnection
+
+Key = tuple[str, int]  # an instance's (address, port)
 
 # The gateway's own shortages when it opens a connection (no descriptor in the process or the
 # system, no socket buffer or memory, no free local port): no fault of the instance.
@@ -20,84 +31,63 @@ LOCAL_ERRNOS = frozenset(
 )
 
 
-class Deadlines:
-    """The attempt deadlines of one worker, checked ten times a second.
+class Connector(Protocol):
+    """Opens a connection to *key* whose protocol *factory* makes; raises OSError if it fails."""
 
-    A timer per request (create, then cancel) cost about a fifteenth of the proxy's own CPU
-    per request; a list append is nearly free. A deadline is therefore kept to within a tenth
-    of a second, and the check only looks at attempts still waiting for their answer.
-    """
+    async def __call__(
+        self, factory: Callable[[], UpstreamConnection], key: Key
+    ) -> UpstreamConnection: ...
 
-    TICK = 0.1
 
-    def __init__(self) -> None:
-        self._entries: list[tuple[float, Answer, float]] = []
-        self._scheduled = False
-
-    def add(self, answer: Answer, seconds: float) -> None:
-        """Fail *answer* with UpstreamTimeout if it has not ended after *seconds*."""
-        loop = answer.conn.loop
-        answer.timed = True
-        self._entries.append((loop.time() + seconds, answer, seconds))
-        if not self._scheduled:
-            self._scheduled = True
-            loop.call_later(self.TICK, self._check, loop)
-
-    def _check(self, loop: asyncio.AbstractEventLoop) -> None:
-        now = loop.time()
-        waiting = []
-        for entry in self._entries:
-            deadline, answer, seconds = entry
-            if not answer.timed:
-                continue
-            if now >= deadline:
-                answer.conn.time_out(seconds)
-            else:
-                waiting.append(entry)
-        self._entries = waiting
-        self._scheduled = bool(waiting)
-        if waiting:
-            loop.call_later(self.TICK, self._check, loop)
+async def tcp(factory: Callable[[], UpstreamConnection], key: Key) -> UpstreamConnection:
+    """A TCP connection on the running event loop (the default connector)."""
+    _, conn = await asyncio.get_running_loop().create_connection(factory, key[0], key[1])
+    return conn
 
 
 class Pool:
-    """Idle connections by ``(host, port)``, reused last-in first-out.
-
-    Reuse saves a TCP handshake and an accept per request. An idle connection the instance
-    closes is noticed at once by the event loop (``connection_lost``) and never handed out.
-    """
+    """Idle connections by instance address, reused last-in first-out."""
 
     def __init__(
-        self, connect_timeout: float, idle_timeout: float = 30.0, max_idle: int = 64
+        self,
+        connect_timeout: float,
+        idle_timeout: float = 30.0,
+        max_idle: int = 64,
+        connector: Connector = tcp,
     ) -> None:
         self.connect_timeout = connect_timeout
         self.idle_timeout = idle_timeout
         self.max_idle = max_idle
+        self.connector = connector
         self.deadlines = Deadlines()
-        self._idle: dict[tuple[str, int], deque[UpstreamConnection]] = {}
+        self._idle: dict[Key, deque[UpstreamConnection]] = {}
 
-    async def acquire(self, key: tuple[str, int]) -> UpstreamConnection:
-        """An idle connection to *key* if a live one exists, else a new one."""
+    def idle(self, key: Key) -> UpstreamConnection | None:
+        """A live idle connection to *key*, lent now, or None."""
         idle = self._idle.get(key)
         if idle:
-            loop = asyncio.get_running_loop()
-            oldest = loop.time() - self.idle_timeout
-            while idle:
-                conn = idle.pop()
-                if not conn.lost and conn.idle_since >= oldest:
+            conn = idle.pop()
+            oldest = conn.loop.time() - self.idle_timeout
+            while True:
+                if conn.state == IDLE and conn.idle_since >= oldest:
                     conn.reused = True
                     return conn
                 conn.close()
-        return await self.connect(key)
+                if not idle:
+                    break
+                conn = idle.pop()
+        return None
 
-    async def connect(self, key: tuple[str, int]) -> UpstreamConnection:
-        """A new connection, or ConnectFailed."""
-        loop = asyncio.get_running_loop()
+    async def lease(self, key: Key) -> UpstreamConnection:
+        """An idle connection to *key* if a live one exists, else a new one; give it back with
+        :meth:`release`, whatever happens."""
+        return self.idle(key) or await self.connect(key)
+
+    async def connect(self, key: Key) -> UpstreamConnection:
+        """A new connection; ConnectFailed, or LocalResourceError for the gateway's own lack."""
         try:
-            _, conn = await asyncio.wait_for(
-                loop.create_connection(
-                    lambda: UpstreamConnection(key, self.deadlines), key[0], key[1]
-                ),
+            return await asyncio.wait_for(
+                self.connector(lambda: UpstreamConnection(key, self.deadlines), key),
                 self.connect_timeout,
             )
         except (OSError, TimeoutError) as exc:
@@ -107,30 +97,31 @@ class Pool:
                     f"no connection tried: {reason} ({exc.strerror})", reason
                 ) from exc
             raise ConnectFailed(f"connect failed: {exc.strerror or type(exc).__name__}") from exc
-        return conn
 
     def release(self, conn: UpstreamConnection) -> None:
-        """Keep a connection whose answer was read exactly to its end; close any other."""
-        answer = conn.answer
-        conn.answer = None
-        if (
-            conn.lost
-            or not conn.reusable
-            or answer is None
-            or not answer.done
-            or not answer.keep_alive
-        ):
-            conn.close()
+        """Take a lent connection back: kept if its answer ended exactly, else closed."""
+        if not conn.reusable():
+            if conn.state != CLOSED:
+                conn.close()
             return
-        idle = self._idle.setdefault(conn.key, deque())
+        conn.answer = None
+        idle = self._idle.get(conn.key)
+        if idle is None:
+            idle = self._idle[conn.key] = deque()
         if len(idle) >= self.max_idle:
             conn.close()
             return
+        conn.state = IDLE
         conn.idle_since = conn.loop.time()
         idle.append(conn)
 
-    def discard_host(self, key: tuple[str, int]) -> None:
-        """Close every idle connection to an instance that left or failed."""
+    def discard_host(self, key: Key) -> None:
+        """Close every idle connection to an instance that failed or left."""
         idle = self._idle.pop(key, None)
         while idle:
             idle.pop().close()
+
+    def retain(self, keys: Collection[Key]) -> None:
+        """Close the idle connections of every instance not among *keys* (Consul's listing)."""
+        for key in [k for k in self._idle if k not in keys]:
+            self.discard_host(key)

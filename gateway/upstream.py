@@ -1,33 +1,36 @@
 """Connections to upstream instances on asyncio, their answers parsed by llhttp.
 
-Each outcome of an attempt is a distinct exception the proxy's retry loop acts on: a connection
-that never formed (:class:`ConnectFailed`), no answer in time (:class:`UpstreamTimeout`), a
-connection that broke (:class:`UpstreamBroken`), or an answer whose framing cannot be trusted
-(:class:`UpstreamBadResponse`, llhttp's verdict: Content-Length with Transfer-Encoding,
-differing lengths, a bad status line). A connection the gateway could not even try for want of
-its own resources (:class:`LocalResourceError`: no file descriptor, no buffer, no port) is not
-an upstream failure at all, and never counts against an instance.
+Each outcome of an attempt is a distinct exception (:mod:`gateway.errors`) the proxy's retry
+loop acts on: a connection that never formed, no answer in time, a connection that broke, or
+an answer whose framing cannot be trusted (llhttp's verdict: Content-Length with
+Transfer-Encoding, differing lengths, a bad status line; and ours: a status outside 100-599, a
+transfer coding besides chunked, chunk framing past :mod:`gateway.framing`'s bound).
+
+A connection is reused (:mod:`gateway.pool`) only when its answer was read exactly to the end:
+interim 1xx answers are skipped, trailer fields are dropped (never merged into the headers),
+and a connection on which anything arrives after the answer (or while idle) is closed, so one
+client can never receive bytes meant for another.
 
 An instance is read 16 KiB at a time, and no further while 32 KiB of its answer wait for a
-slow client. A streamed request body stops at an early answer, which is then relayed.
-
-A connection goes back to the pool (:mod:`gateway.pool`) only when its answer was read exactly to the end: interim
-1xx answers are skipped, and a connection on which anything arrives after the answer (or while
-idle) is closed, so one client can never receive bytes meant for another.
+slow client. An answer of known length up to 64 KiB is read whole before the proxy is woken:
+one wake-up per request. A streamed request body stops at an early answer, which is relayed.
 """
 
 from __future__ import annotations
 
 import asyncio
+import enum
 from collections.abc import AsyncIterator, Callable
 from typing import TYPE_CHECKING, cast
 
 import httptools
 
-from gateway.framing import MAX_FRAMING, framing_excess
+from gateway.body import UNBOUNDED, BodyBuffer
+from gateway.errors import UpstreamBadResponse, UpstreamBroken, UpstreamTimeout
+from gateway.framing import MAX_FRAMING, chunk, framing_excess
 
 if TYPE_CHECKING:
-    from gateway.pool import Deadlines
+    from gateway.deadlines import Deadlines
 
 MAX_HEADERS = 100
 MAX_HEADER_BYTES = 64 * 1024
@@ -39,174 +42,69 @@ HIGH_WATER = 32 * 1024
 # reads of that size: in 16 KiB pieces, each waking the reader, a 60 KB answer cost twice
 # the CPU of one read.
 SMALL_ANSWER = 64 * 1024
-UNBOUNDED = 1 << 62
 # Every upstream connection of a worker reads into these buffers: a read is copied out at
 # once (buffer_updated), and one event loop never runs two reads at a time.
 _READ_BUFFER = memoryview(bytearray(SMALL_ANSWER))
 _SMALL_READ = _READ_BUFFER[:READ_SIZE]
 
 
-class UpstreamError(Exception):
-    """Base class of the failures that count against an upstream instance."""
+class UpstreamState(enum.IntEnum):
+    """Where an upstream connection is in its life (httpcore's states)."""
+
+    NEW = 1  # connected, never used
+    ACTIVE = 2  # carrying a request and its answer
+    IDLE = 3  # in the pool, its last answer read exactly to the end
+    CLOSED = 4  # closed by either side; never used again
 
 
-class ConnectFailed(UpstreamError):
-    """The TCP connection could not be made: the request was never sent."""
-
-
-class UpstreamTimeout(UpstreamError):
-    """The instance did not answer within the attempt's time."""
-
-
-class UpstreamBroken(UpstreamError):
-    """The connection broke before a whole answer arrived; *reused* if it came from the pool."""
-
-    def __init__(self, message: str, reused: bool) -> None:
-        super().__init__(message)
-        self.reused = reused
-
-
-class UpstreamBadResponse(UpstreamError):
-    """The answer's framing or syntax is invalid."""
-
-
-class LocalResourceError(Exception):
-    """The gateway ran out of a resource of its own (EMFILE, ENFILE, ENOBUFS, ENOMEM,
-    EADDRNOTAVAIL) before a connection could be tried: its own fault, not the instance's.
-
-    *reason* is the errno's name, for the metric.
-    """
-
-    def __init__(self, message: str, reason: str) -> None:
-        super().__init__(message)
-        self.reason = reason
-
-
-def failure_reason(error: UpstreamError | None, status: int = 0) -> str:
-    """A short code for why an attempt failed, as the routing page shows an ejection's cause."""
-    if error is None:
-        return f"status_{status}"
-    if isinstance(error, ConnectFailed):
-        cause = error.__cause__
-        if isinstance(cause, ConnectionRefusedError):
-            return "connect_refused"
-        return "connect_timeout" if isinstance(cause, TimeoutError) else "connect_failed"
-    if isinstance(error, UpstreamTimeout):
-        return "timeout"
-    return "bad_response" if isinstance(error, UpstreamBadResponse) else "connection_broken"
+NEW, ACTIVE, IDLE, CLOSED = UpstreamState
 
 
 class Answer:
-    """One upstream answer: status and headers first, then the body as it arrives."""
+    """One upstream answer: status and headers, then the body.
+
+    *head* resolves when the status and headers are in, except for an answer of known small
+    length, which it awaits whole (:attr:`whole`), so that the proxy wakes once.
+    """
 
     __slots__ = (
-        "_parts",
-        "_waiter",
         "body",
-        "buffered",
         "chunked",
-        "conn",
-        "done",
-        "error",
         "head",
         "headers",
         "keep_alive",
         "length",
-        "limit",
         "reason",
+        "started",
         "status",
         "timed",
+        "whole",
     )
 
     def __init__(self, conn: UpstreamConnection) -> None:
-        self.conn = conn
         self.head: asyncio.Future[None] = conn.loop.create_future()
         self.status, self.reason = 0, b""
         self.headers: list[tuple[bytes, bytes]] = []
         self.length: int | None = None
         self.chunked = False
         self.keep_alive = True
-        self.done = False
-        self.error: BaseException | None = None
-        self.buffered = 0
-        self.limit = HIGH_WATER  # body bytes held before the instance is no longer read
-        self.body: bytes | None = None  # the whole body, when it was read within the attempt
-        self._parts: list[bytes] = []
-        self._waiter: asyncio.Future[None] | None = None
-        self.timed = False  # under the attempt's deadline (see gateway.pool.Deadlines)
+        self.started = False  # the final answer's head is parsed
+        self.body = BodyBuffer(conn, HIGH_WATER, conn.idle_timeout)
+        self.whole: bytes | None = None  # the body, when it was read whole within the attempt
+        self.timed = False  # under the attempt's deadline (see gateway.deadlines)
 
-    def feed(self, data: bytes) -> None:
-        self._parts.append(data)
-        self.buffered += len(data)
-        if self.buffered >= self.limit:
-            self.conn.pause()
-        if self.limit != UNBOUNDED:  # read_all waits for the end only
-            self._wake()
-
-    def finish(self) -> None:
-        self.done = True
-        self.timed = False
-        self._wake()
+    @property
+    def done(self) -> bool:
+        """Whether the answer ended where its framing said."""
+        return self.body.done
 
     def fail(self, error: BaseException) -> None:
-        if self.done or self.error is not None:
-            return
-        self.error = error
+        """The answer will not end: wake whoever waits for its head or its body."""
         self.timed = False
         if not self.head.done():
             self.head.set_exception(error)
             self.head.exception()  # retrieved: the proxy may have stopped waiting already
-        self._wake()
-
-    def _wake(self) -> None:
-        waiter = self._waiter
-        if waiter is not None and not waiter.done():
-            waiter.set_result(None)
-
-    async def _wait(self, timeout: float | None) -> None:
-        loop = self.conn.loop
-        self._waiter = loop.create_future()
-        idle = None
-        if timeout is not None:
-            message = f"no answer bytes for {timeout:g}s"
-            idle = loop.call_later(timeout, self.conn.expire, UpstreamTimeout(message))
-        try:
-            await self._waiter
-        finally:
-            self._waiter = None
-            if idle is not None:
-                idle.cancel()
-
-    def _take(self) -> bytes:
-        data = self._parts[0] if len(self._parts) == 1 else b"".join(self._parts)
-        self._parts.clear()
-        self.buffered = 0
-        self.conn.resume()
-        return data
-
-    async def read_all(self) -> bytes:
-        """The whole body (the attempt's timer still runs); for small answers only, as no
-        bound applies while it is read."""
-        self.limit = UNBOUNDED
-        self.conn.resume()
-        while not self.done:
-            if self.error is not None:
-                raise self.error
-            await self._wait(None)
-        return self._take()
-
-    async def chunks(self, idle_timeout: float) -> AsyncIterator[bytes]:
-        """The body as it arrives, each wait bounded by *idle_timeout*."""
-        self.timed = False
-        while True:
-            if self._parts:
-                yield self._take()
-            elif self.done:
-                return
-            elif self.error is not None:
-                raise self.error
-            else:
-                await self._wait(idle_timeout)
+        self.body.fail(error)
 
 
 class UpstreamConnection(asyncio.BufferedProtocol):
@@ -221,29 +119,41 @@ class UpstreamConnection(asyncio.BufferedProtocol):
         self.key = key
         self.deadlines = deadlines
         self.loop = asyncio.get_running_loop()
+        self.state = NEW
         self.transport: asyncio.Transport | None = None
         self.parser = httptools.HttpResponseParser(self)
         self.answer: Answer | None = None
-        self.reusable = True
-        self.reused = False
-        self.lost = False
-        self.head_request = False
-        self.interim = False
+        self.reused = False  # taken from the pool for this request
         self.idle_since = 0.0
-        self.paused = False
+        self.read_paused = self.write_paused = False
+        self._whole_body = False  # the answer's head waits for its (small) body
+        self._head_request = False
+        self._interim = False
+        self._sent_whole = True  # False while a streamed body is cut short or still going
         self._header_bytes = 0
         self._framing = self._chunks = 0  # see gateway.framing
         self._drain: asyncio.Future[None] | None = None
-        self.write_paused = False
+        self._on_answer: Callable[[], None] | None = None
 
-    # -- asyncio.Protocol -------------------------------------------------------------------
+    def reusable(self) -> bool:
+        """Whether this connection may carry another request: its answer ended exactly."""
+        answer = self.answer
+        return (
+            self.state == ACTIVE
+            and answer is not None
+            and answer.body.done
+            and answer.keep_alive
+            and self._sent_whole
+            and not self._head_request
+        )
+
+    # -- asyncio.BufferedProtocol -----------------------------------------------------------
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = cast(asyncio.Transport, transport)
 
     def get_buffer(self, sizehint: int) -> memoryview:
-        answer = self.answer
-        return _READ_BUFFER if answer is not None and answer.limit == UNBOUNDED else _SMALL_READ
+        return _READ_BUFFER if self._whole_body else _SMALL_READ
 
     def buffer_updated(self, nbytes: int) -> None:
         # A copy, as a plain protocol's read is: the buffer is the next connection's too.
@@ -252,11 +162,11 @@ class UpstreamConnection(asyncio.BufferedProtocol):
     def data_received(self, data: bytes) -> None:
         """Parse what the instance sent (called for each read, and by in-memory tests)."""
         answer = self.answer
-        if answer is None or answer.done:
+        if answer is None or answer.body.done or self.state != ACTIVE:
             self.close()  # bytes nobody asked for: this connection can never be trusted again
             return
-        chunked = False
-        if not answer.head.done():
+        received = -1
+        if not answer.started:
             # httptools gathers a header's pieces itself, so bound the head before feeding it;
             # only the bytes before the blank line count (the body may come in the same read).
             end = data.find(b"\r\n\r\n")
@@ -265,7 +175,7 @@ class UpstreamConnection(asyncio.BufferedProtocol):
                 self._broken(UpstreamBadResponse("the answer's head is over 64 KiB"))
                 return
         elif answer.chunked:
-            chunked, buffered, self._chunks = True, answer.buffered, 0
+            received, self._chunks = answer.body.received, 0
         try:
             self.parser.feed_data(data)
         except httptools.HttpParserCallbackError as exc:
@@ -273,9 +183,8 @@ class UpstreamConnection(asyncio.BufferedProtocol):
         except httptools.HttpParserError as exc:
             self._broken(UpstreamBadResponse(f"invalid answer: {exc}"))
         else:
-            if chunked and not answer.done:
-                # The body read in this feed: Answer.feed only adds, the reader takes later.
-                body = answer.buffered - buffered
+            if received >= 0 and not answer.body.done:
+                body = answer.body.received - received
                 self._framing = framing_excess(self._framing, len(data), body, self._chunks)
                 if self._framing > MAX_FRAMING:
                     self._broken(
@@ -284,22 +193,16 @@ class UpstreamConnection(asyncio.BufferedProtocol):
                         )
                     )
 
-    def _broken(self, error: BaseException) -> None:
-        if self.answer is not None:
-            self.answer.fail(error)
-        self.close()
-
     def connection_lost(self, exc: Exception | None) -> None:
-        self.lost = True
-        self.reusable = False
+        self.state = CLOSED
         if self._drain is not None and not self._drain.done():
             # Whether or not an answer came: a body still going out has nowhere to go.
             self._drain.set_exception(UpstreamBroken("the connection closed", self.reused))
         answer = self.answer
-        if answer is None or answer.done:
+        if answer is None or answer.body.done:
             return
-        if answer.head.done() and answer.length is None and not answer.chunked:
-            answer.finish()  # a body delimited by the connection's end
+        if answer.started and answer.length is None and not answer.chunked:
+            self._finish(answer)  # a body delimited by the connection's end
         else:
             answer.fail(
                 UpstreamBroken("the connection closed before the answer ended", self.reused)
@@ -313,11 +216,27 @@ class UpstreamConnection(asyncio.BufferedProtocol):
         if self._drain is not None and not self._drain.done():
             self._drain.set_result(None)
 
+    # -- the answer body's flow (gateway.body.Flow) -----------------------------------------
+
+    def body_paused(self) -> None:
+        if not self.read_paused and self.transport is not None:
+            self.read_paused = True
+            self.transport.pause_reading()
+
+    def body_wanted(self) -> None:
+        if self.read_paused and self.transport is not None and self.state != CLOSED:
+            self.read_paused = False
+            self.transport.resume_reading()
+
+    def idle_timeout(self, seconds: float) -> None:
+        """A streamed answer sent nothing for *seconds*."""
+        self.expire(UpstreamTimeout(f"no answer bytes for {seconds:g}s"))
+
     # -- llhttp callbacks -------------------------------------------------------------------
 
     def on_message_begin(self) -> None:
         answer = self.answer
-        if answer is None or answer.done:
+        if answer is None or answer.body.done:
             raise UpstreamBadResponse("the instance sent more than one answer")
 
     def on_status(self, reason: bytes) -> None:
@@ -327,7 +246,7 @@ class UpstreamConnection(asyncio.BufferedProtocol):
     def on_header(self, name: bytes, value: bytes) -> None:
         answer = self.answer
         assert answer is not None
-        if answer.head.done():
+        if answer.started:
             # A trailer field: never merged into the header section (RFC 9110 §6.5.1), and not
             # passed on either (as nginx without proxy_pass_trailers); its size is bounded in
             # data_received.
@@ -345,16 +264,17 @@ class UpstreamConnection(asyncio.BufferedProtocol):
             # llhttp takes any three digits; a code outside 1xx-5xx has no meaning (RFC 9110
             # §15), and nginx answers 502 for it too.
             raise UpstreamBadResponse(f"invalid status code {status}")
-        if 100 <= status < 200:
+        if status < 200:
             if status == 101:
                 raise UpstreamBadResponse(
                     "101 Switching Protocols to a request that asked for none"
                 )
-            self.interim = True  # 100 Continue, 103 Early Hints: the final answer follows
+            self._interim = True  # 100 Continue, 103 Early Hints: the final answer follows
             answer.headers.clear()
             answer.reason = b""
             return
         answer.status = status
+        answer.started = True
         for name, value in answer.headers:
             lower = name.lower()
             if lower == b"content-length":
@@ -368,34 +288,52 @@ class UpstreamConnection(asyncio.BufferedProtocol):
                         f"unsupported Transfer-Encoding {value.decode('latin-1')!r}"
                     )
                 answer.chunked = True
-        if status in (204, 304):
+        if status == 204 or status == 304:
             answer.length = 0
-        if answer.length is not None and answer.length <= SMALL_ANSWER:
-            answer.limit = UNBOUNDED  # read whole: held in full anyway, so read in one go
-        if self.head_request:
-            # llhttp does not know the request was HEAD and would wait for a body; the
-            # length stays, as the client's answer to HEAD carries it.
-            self.reusable = False
-            answer.finish()
-        answer.head.set_result(None)
         if self._drain is not None and not self._drain.done():
             self._drain.set_result(None)  # answered while the body was still going out
+        if self._on_answer is not None:
+            self._on_answer()
+        if self._head_request:
+            # llhttp does not know the request was HEAD and would wait for a body; the
+            # length stays, as the client's answer to HEAD carries it.
+            self._finish(answer)
+        elif answer.length is not None and answer.length <= SMALL_ANSWER:
+            # Held in full anyway: read in one go, and wake the proxy once, at the end.
+            self._whole_body = True
+            answer.body.high_water = UNBOUNDED
+        else:
+            answer.head.set_result(None)
 
     def on_chunk_header(self) -> None:
         self._chunks += 1
 
     def on_body(self, data: bytes) -> None:
         assert self.answer is not None
-        self.answer.feed(data)
+        self.answer.body.feed(data)
 
     def on_message_complete(self) -> None:
-        if self.interim:
-            self.interim = False
+        if self._interim:
+            self._interim = False
             return
         answer = self.answer
         assert answer is not None
         answer.keep_alive = self.parser.should_keep_alive()
-        answer.finish()
+        self._finish(answer)
+
+    def _finish(self, answer: Answer) -> None:
+        answer.timed = False
+        if self._whole_body:
+            self._whole_body = False
+            answer.whole = answer.body.take()
+        answer.body.finish()
+        if not answer.head.done():
+            answer.head.set_result(None)
+
+    def _broken(self, error: BaseException) -> None:
+        if self.answer is not None:
+            self.answer.fail(error)
+        self.close()
 
     # -- used by the proxy ------------------------------------------------------------------
 
@@ -408,21 +346,28 @@ class UpstreamConnection(asyncio.BufferedProtocol):
         head_request: bool,
         on_answer: Callable[[], None] | None = None,
     ) -> Answer:
-        """Send one request and wait for the answer's status and headers.
+        """Send one request and wait for the answer's status and headers (or, for a small
+        answer, all of it).
 
         A streamed *body* stops at an early answer; *on_answer* is then called, so that a
         body source waiting for its client can stop waiting.
         """
-        assert self.transport is not None
+        transport = self.transport
+        assert transport is not None
+        self.state = ACTIVE
         answer = self.answer = Answer(self)
-        self.head_request = head_request
+        self._head_request = head_request
         self._header_bytes = self._framing = 0
-        if isinstance(body, bytes):
-            self.deadlines.add(answer, timeout)
+        self._on_answer = on_answer
+        if type(body) is bytes:
+            self._sent_whole = True
+            self.deadlines.add(self, answer, timeout)
             # One write for head and body: one syscall, and no Nagle delay between them.
-            self.transport.write(head + body)
+            transport.write(head + body)
         else:
-            await self._stream_body(answer, head, body, chunked, timeout, on_answer)
+            await self._stream_body(
+                answer, head, cast(AsyncIterator[bytes], body), chunked, timeout
+            )
         await answer.head
         return answer
 
@@ -433,7 +378,6 @@ class UpstreamConnection(asyncio.BufferedProtocol):
         body: AsyncIterator[bytes],
         chunked: bool,
         timeout: float,
-        on_answer: Callable[[], None] | None,
     ) -> None:
         """Send a body as it arrives, at the instance's pace, until it ends or is answered.
 
@@ -441,31 +385,30 @@ class UpstreamConnection(asyncio.BufferedProtocol):
         relayed and the rest of the body is not sent, as nginx and Envoy do. The connection is
         then never reused, since the instance may not have read what was already sent.
         """
-        assert self.transport is not None
-        self.reusable = False  # cut short if the client fails: never reused after a stream
-        if on_answer is not None:
-            answer.head.add_done_callback(lambda _: on_answer())
-        self.transport.write(head)
+        transport = self.transport
+        assert transport is not None
+        self._sent_whole = False  # cut short if the client fails: never reused after that
+        transport.write(head)
         async for data in body:
-            if answer.head.done():
+            if answer.started:
                 break
-            self.transport.write(b"%x\r\n%s\r\n" % (len(data), data) if chunked else data)
+            transport.write(chunk(data) if chunked else data)
             try:
                 await self.drain(timeout)  # also ends when the answer's head arrives
             except UpstreamBroken:
-                if not answer.head.done():
+                if not answer.started:
                     raise
                 break  # answered, then closed (as gunicorn does after an early answer)
-        if not answer.head.done():
+        if not answer.started:
             if chunked:
-                self.transport.write(b"0\r\n\r\n")
-            self.reusable = True
-        if not answer.done and answer.error is None:
-            self.deadlines.add(answer, timeout)
+                transport.write(b"0\r\n\r\n")
+            self._sent_whole = True
+        if not answer.body.done and answer.body.error is None:
+            self.deadlines.add(self, answer, timeout)
 
     async def drain(self, timeout: float) -> None:
         """Wait while the instance is not reading what is sent to it, and has not answered."""
-        if self.lost:
+        if self.state == CLOSED:
             raise UpstreamBroken("the connection closed while sending", self.reused)
         if self.write_paused:
             self._drain = self.loop.create_future()
@@ -485,18 +428,9 @@ class UpstreamConnection(asyncio.BufferedProtocol):
             self.answer.fail(error)
         self.close()
 
-    def pause(self) -> None:
-        if not self.paused and self.transport is not None:
-            self.paused = True
-            self.transport.pause_reading()
-
-    def resume(self) -> None:
-        if self.paused and self.transport is not None and not self.lost:
-            self.paused = False
-            self.transport.resume_reading()
-
     def close(self) -> None:
-        self.reusable = False
+        """Close the connection (it is never reused)."""
+        self.state = CLOSED
         transport = self.transport
         if transport is not None:
             if transport.get_write_buffer_size():

@@ -4,7 +4,7 @@ gunicorn stays the process manager: it binds the sockets, forks and supervises w
 restarts dead ones and drives graceful shutdown. Each worker runs one event loop that accepts on
 the shared sockets with :class:`gateway.front.FrontServer`, and tells the master it is alive
 once a second, when it also shares its routing state for the routing page
-(:mod:`gateway.state_share`). On SIGTERM a worker stops accepting, closes idle connections, lets
+(:mod:`gateway.admin.share`). On SIGTERM a worker stops accepting, closes idle connections, lets
 busy ones finish their current answer (up to ``graceful_timeout``) and exits; SIGQUIT and SIGINT
 exit at once, as with gunicorn's own workers.
 """
@@ -21,10 +21,10 @@ from typing import Any
 import uvloop
 from gunicorn.workers.base import Worker  # type: ignore[import-untyped]
 
+from gateway.admin.share import StateShare
 from gateway.app import Gateway
 from gateway.front import FrontServer
 from gateway.metrics_share import MetricsShare
-from gateway.state_share import StateShare
 
 HEARTBEAT = 1.0
 
@@ -87,7 +87,7 @@ class EventLoopWorker(Worker):  # type: ignore[misc]
             # gunicorn binds both listeners (gateway/gunicorn.conf.py); the port tells them apart.
             plane = admin if address[1] == gateway.settings.admin_port else front
             if plane is admin:
-                gateway.server_address = address[:2]
+                gateway.admin.server_address = address[:2]
             servers.append(
                 await loop.create_server(
                     plane.protocol, sock=listener.sock, backlog=self.cfg.backlog
@@ -96,9 +96,9 @@ class EventLoopWorker(Worker):  # type: ignore[misc]
         front.start(loop)
         admin.start(loop)
         share = StateShare(self.state_dir, gateway.proxy, os.getpid()) if self.state_dir else None
-        gateway.admin_app.extensions["state_share"] = share
+        gateway.admin.app.extensions["state_share"] = share
         counts = MetricsShare(self.metrics_dir, os.getpid()) if self.metrics_dir else None
-        gateway.admin_app.extensions["metrics_share"] = counts
+        gateway.admin.app.extensions["metrics_share"] = counts
         self._wake = asyncio.Event()
         while self.alive:
             self.notify()

@@ -1,9 +1,10 @@
 """The gateway's front end and proxy wired to in-memory transports: no sockets, real parsing.
 
-A client's bytes go into :class:`gateway.front.ClientConnection`; the proxy's upstream
-connections (:class:`gateway.upstream.UpstreamConnection`) get a transport that hands what the
-gateway writes to a scripted instance, whose reply is fed back through llhttp. This is the seam
-httpx's mock transports give: retries, ejection and relaying are tested without a network.
+A client's bytes go into :class:`gateway.front.ClientConnection`; the proxy's pool gets a
+connector (:class:`gateway.pool.Connector`) whose upstream connections have a transport that
+hands what the gateway writes to a scripted instance, whose reply is fed back through llhttp.
+This is the seam httpx's mock transports give: retries, ejection and relaying are tested
+without a network.
 """
 
 from __future__ import annotations
@@ -17,25 +18,26 @@ import httptools
 
 from discovery.model import Instance, Service
 from gateway.front import ClientConnection, FrontServer
-from gateway.pool import Pool
-from gateway.proxy import Proxy
+from gateway.pool import Key, Pool
+from gateway.proxy import Listener, Proxy
 from gateway.settings import GatewaySettings
-from gateway.upstream import ConnectFailed, UpstreamConnection
+from gateway.upstream import UpstreamConnection
 
 PEER = ("203.0.113.9", 40000)
 
 
-class FakeTransport:
+class FakeTransport(asyncio.Transport):
     """Records writes; closing tells the protocol the connection is lost, as asyncio does."""
 
     def __init__(self, protocol: Any, on_write: Callable[[bytes], None] | None = None) -> None:
+        super().__init__()
         self.protocol = protocol
         self.on_write = on_write
         self.written = bytearray()
         self.closed = False
         self.reading = True
 
-    def write(self, data: bytes) -> None:
+    def write(self, data: bytes | bytearray | memoryview) -> None:
         assert not self.closed, "write after close"
         self.written += data
         if self.on_write is not None:
@@ -85,20 +87,20 @@ class Upstreams:
     connections: int = 0
 
 
-class ScriptedPool(Pool):
-    """A pool whose new connections talk to :class:`Upstreams` instead of the network."""
+class ScriptedConnector:
+    """A connector (:class:`gateway.pool.Connector`) whose connections talk to
+    :class:`Upstreams` instead of the network."""
 
     def __init__(self, upstreams: Upstreams) -> None:
-        super().__init__(connect_timeout=1.0)
         self.upstreams = upstreams
 
-    async def connect(self, key: tuple[str, int]) -> UpstreamConnection:
+    async def __call__(
+        self, factory: Callable[[], UpstreamConnection], key: Key
+    ) -> UpstreamConnection:
         port = key[1]
         if port in self.upstreams.refused:
-            raise ConnectFailed("connect failed: Connection refused") from ConnectionRefusedError(
-                111, "Connection refused"
-            )
-        conn = UpstreamConnection(key, self.deadlines)
+            raise ConnectionRefusedError(111, "Connection refused")
+        conn = factory()
         self.upstreams.connections += 1
         loop = asyncio.get_running_loop()
 
@@ -111,20 +113,23 @@ class ScriptedPool(Pool):
                 loop.call_soon(transport.close)
 
         transport = FakeTransport(conn, deliver)
-        conn.connection_made(transport)  # type: ignore[arg-type]
+        conn.connection_made(transport)
         return conn
 
 
 class FakeWatcher:
-    """The part of CatalogWatcher the proxy reads."""
+    """A catalog (:class:`gateway.proxy.Catalog`) that never changes."""
 
     def __init__(self, services: Mapping[str, Service]) -> None:
         self.services = services
         self.has_data = True
         self.last_success: float | None = None
 
-    def add_listener(self, listener: Callable[[Mapping[str, Service]], None]) -> None:
+    def add_listener(self, listener: Listener) -> None:
         pass
+
+    def status(self) -> dict[str, object]:
+        return {"services": len(self.services), "from_snapshot_file": False}
 
 
 def service(name: str, *ports: int) -> Service:
@@ -141,7 +146,8 @@ def build(
     """A proxy over scripted upstreams, and a front server in front of it."""
     config = GatewaySettings(**settings)
     watcher = FakeWatcher({s.name: s for s in services})
-    proxy = Proxy(config, watcher, pool=ScriptedPool(upstreams))  # type: ignore[arg-type]
+    pool = Pool(connect_timeout=1.0, connector=ScriptedConnector(upstreams))
+    proxy = Proxy(config, watcher, pool=pool)
     return proxy, FrontServer(config, proxy.handle)
 
 
@@ -149,7 +155,7 @@ async def exchange(front: FrontServer, raw: bytes, settle: float = 2.0) -> FakeT
     """Send *raw* on a new client connection; return its transport once the gateway is idle."""
     conn: ClientConnection = front.protocol()
     transport = FakeTransport(conn)
-    conn.connection_made(transport)  # type: ignore[arg-type]
+    conn.connection_made(transport)
     conn.data_received(raw)
     loop = asyncio.get_running_loop()
     deadline = loop.time() + settle

@@ -11,10 +11,18 @@ from discovery import tracing
 from discovery.tracing import ExportSettings
 from gateway.headers import classify, forwarded_tracestate, upstream_head
 from gateway.proxy import _hop
+from gateway.request import Request
 from tests.unit.inmemory import Upstreams, answer, build, exchange, replies, run, service
 
 TRACE, SPAN = "4bf92f3577b34da6a3ce929d0e0e4736", "00f067aa0ba902b7"
 VALID = f"00-{TRACE}-{SPAN}-01".encode()
+
+
+def _request(raw: list[tuple[bytes, bytes]]) -> Request:
+    """A parsed request with *raw* headers and a request ID of the client's own."""
+    req = Request("198.51.100.7", 0.0)
+    req.headers = classify(raw)
+    return req
 
 
 def test_trace_headers_are_read_not_forwarded_as_they_came() -> None:
@@ -26,13 +34,13 @@ def test_trace_headers_are_read_not_forwarded_as_they_came() -> None:
 
 
 def test_a_single_valid_traceparent_is_continued() -> None:
-    hop = _hop(classify([(b"Host", b"h"), (b"traceparent", VALID)]))
+    hop = _hop(_request([(b"Host", b"h"), (b"traceparent", VALID)]))
     assert (hop.outgoing.trace_id, hop.parent_id) == (TRACE, SPAN)
     assert hop.outgoing.parent_id != SPAN
 
 
 def test_two_traceparent_fields_start_a_new_trace() -> None:
-    hop = _hop(classify([(b"Host", b"h"), (b"traceparent", VALID), (b"traceparent", VALID)]))
+    hop = _hop(_request([(b"Host", b"h"), (b"traceparent", VALID), (b"traceparent", VALID)]))
     assert hop.parent_id == "" and hop.outgoing.trace_id != TRACE
 
 
@@ -65,7 +73,7 @@ def test_without_a_traceparent_nothing_is_parsed(monkeypatch: pytest.MonkeyPatch
         raise AssertionError(f"parsed {value!r}")
 
     monkeypatch.setattr(tracing, "parse", refuse)
-    hop = _hop(classify([(b"Host", b"h")]))
+    hop = _hop(_request([(b"Host", b"h")]))
     assert hop.parent_id == "" and hop.outgoing.sampled
 
 

@@ -17,12 +17,9 @@ from discovery.settings import ConsulSettings
 from discovery.stats import StatsTable
 from discovery.watcher import CatalogWatcher
 from discovery.window import WINDOW_SECONDS, MinuteCounter
-from gateway.explain import MAX_PATH, BadParameter, checked_path, explain
-from gateway.proxy import Proxy
-from gateway.retry import RetryBudget
-from gateway.routing_view import page_state
-from gateway.settings import GatewaySettings
-from gateway.upstream import (
+from gateway.admin.explain import MAX_PATH, BadParameter, checked_path, explain
+from gateway.admin.view import page_state
+from gateway.errors import (
     ConnectFailed,
     UpstreamBadResponse,
     UpstreamBroken,
@@ -30,6 +27,9 @@ from gateway.upstream import (
     UpstreamTimeout,
     failure_reason,
 )
+from gateway.proxy import Proxy
+from gateway.retry import RetryBudget
+from gateway.settings import GatewaySettings
 from tests.unit.inmemory import Upstreams, answer, build, exchanges, service
 
 GET = b"GET /svc/items HTTP/1.1\r\nHost: gw\r\n\r\n"

@@ -1,4 +1,4 @@
-"""Adding up the workers' snapshots (gateway/worker_merge.py) and reading them from a folder."""
+"""Adding up the workers' snapshots (gateway/admin/merge.py) and reading them from a folder."""
 
 from __future__ import annotations
 
@@ -17,12 +17,12 @@ from discovery.model import Service
 from discovery.settings import ConsulSettings
 from discovery.watcher import CatalogWatcher
 from discovery.window import WINDOW_SECONDS, MinuteCounter
-from gateway.explain import explain
+from gateway.admin.explain import explain
+from gateway.admin.merge import merge, merge_budgets, merge_instance, series
+from gateway.admin.share import MAX_AGE, StateShare, forget, snapshot
+from gateway.admin.view import page_state
 from gateway.proxy import Proxy
-from gateway.routing_view import page_state
 from gateway.settings import GatewaySettings
-from gateway.state_share import MAX_AGE, StateShare, forget, snapshot
-from gateway.worker_merge import merge, merge_budgets, merge_instance, series
 from tests.unit.inmemory import Upstreams, build, service
 
 NOW = 1000.5  # second 1000 is the newest of the window
@@ -221,7 +221,8 @@ def test_an_instance_is_excluded_only_when_every_worker_ejects_it(
     ejected_in_other: bool, routed: bool
 ) -> None:
     proxy = two_instance_proxy()
-    proxy.services = {"svc": Service.of("svc", list(proxy.watcher.services["svc"].instances))}
+    services = {"svc": Service.of("svc", list(proxy.watcher.services["svc"].instances))}
+    proxy.state = proxy.state._replace(services=services)
     assert proxy.stats.record_failure("svc-1", ["svc-1", "svc-2", "svc-3"], eject_now=True)
     now = time.monotonic()
     out = ejection(now - 1, now + 60) if ejected_in_other else None
@@ -263,7 +264,7 @@ def test_a_corrupt_or_stale_snapshot_is_ignored_with_a_log_line(
     stale = {**snapshot(proxy, os.getpid(), now - MAX_AGE - 1)}
     (tmp_path / f"{os.getpid()}.json").write_text(content or json.dumps(stale))
     reader = StateShare(str(tmp_path), proxy, pid=1)
-    with caplog.at_level(logging.WARNING, logger="gateway.state_share"):
+    with caplog.at_level(logging.WARNING, logger="gateway.admin.share"):
         for _ in range(3):  # the page asks every second
             found, silent = reader.others(now)
             assert found == [] and [s["pid"] for s in silent] == [os.getpid()]

@@ -14,8 +14,10 @@ from collections.abc import Callable, Iterable
 from typing import Any
 from urllib.parse import unquote_to_bytes
 
-from gateway.errors_json import status_line
-from gateway.request import ClientError, Request
+from gateway.answers import status_line
+from gateway.errors import ClientError
+from gateway.reply import Reply
+from gateway.request import Request
 
 WSGIApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
 MAX_ADMIN_BODY = 64 * 1024
@@ -32,7 +34,7 @@ def environ_for(req: Request, server: tuple[str, int]) -> dict[str, Any]:
         "SERVER_NAME": server[0],
         "SERVER_PORT": str(server[1]),
         "SERVER_PROTOCOL": f"HTTP/{req.version}",
-        "REMOTE_ADDR": req.conn.peer,
+        "REMOTE_ADDR": req.peer,
         "wsgi.version": (1, 0),
         "wsgi.url_scheme": "http",
         "wsgi.errors": sys.stderr,
@@ -70,9 +72,12 @@ def _run(app: WSGIApp, environ: dict[str, Any]) -> tuple[str, list[tuple[str, st
     return captured[0], captured[1], data
 
 
-async def call_wsgi(app: WSGIApp, req: Request, server: tuple[str, int]) -> None:
+async def call_wsgi(app: WSGIApp, req: Request, reply: Reply, server: tuple[str, int]) -> None:
     """Answer *req* with the WSGI *app*, run in a worker thread."""
-    body = await req.read_body(MAX_ADMIN_BODY) if req.has_body else b""
+    body: bytes | None = b""
+    if req.body is not None:
+        too_long = req.content_length is not None and req.content_length > MAX_ADMIN_BODY
+        body = None if too_long else await req.body.read_all(MAX_ADMIN_BODY)
     if body is None:
         raise ClientError(
             413, "body_too_large", f"admin requests take at most {MAX_ADMIN_BODY} bytes"
@@ -85,5 +90,4 @@ async def call_wsgi(app: WSGIApp, req: Request, server: tuple[str, int]) -> None
     code, _, reason = status.partition(" ")
     lines = [f"{k}: {v}".encode("latin-1") for k, v in headers if k.lower() != "content-length"]
     lines.append(b"X-Request-ID: " + req.request_id.encode())
-    head = req.head(status_line(int(code), reason.encode("latin-1")), lines, len(data), False)
-    req.answer(int(code), head + data)
+    reply.whole(int(code), status_line(int(code), reason.encode("latin-1")), lines, data)

@@ -1,8 +1,8 @@
 """The gateway's admin API under ``/_gateway/``, served by Flask off the hot path.
 
-``/_gateway/`` is the live routing page (static files of ``gateway/routing_page/``), open
+``/_gateway/`` is the live routing page (static files of ``gateway/admin/page/``), open
 without the token since it holds no data; it reads ``/_gateway/state``, which needs it, and
-which adds up every worker's counters (``gateway/state_share.py``).
+which adds up every worker's counters (``gateway/admin/share.py``).
 """
 
 from __future__ import annotations
@@ -16,12 +16,12 @@ from flask.typing import ResponseReturnValue
 from werkzeug.exceptions import HTTPException
 
 from gateway import metrics
-from gateway.explain import BadParameter, checked_path, explain
+from gateway.admin.explain import BadParameter, checked_path, explain
+from gateway.admin.share import StateShare
+from gateway.admin.view import page_state
 from gateway.metrics_merge import merge, render
 from gateway.metrics_share import MetricsShare
 from gateway.proxy import Proxy
-from gateway.routing_view import page_state
-from gateway.state_share import StateShare
 
 bp = Blueprint("admin", __name__, url_prefix="/_gateway")
 
@@ -189,7 +189,7 @@ def _json_error(exc: HTTPException) -> ResponseReturnValue:
 
 
 def _page_files() -> dict[str, tuple[bytes, str]]:
-    folder = resources.files("gateway") / "routing_page"
+    folder = resources.files("gateway.admin") / "page"
     return {
         name: ((folder / file).read_bytes(), content_type)
         for name, (file, content_type) in PAGE_FILES.items()

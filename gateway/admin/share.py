@@ -8,7 +8,7 @@ heartbeat (``gateway/worker.py``), to ``<pid>.json`` in a folder its master made
 sees a whole snapshot or the previous one. The worker that answers reads its own counters
 live and the others' files; a file older than ``MAX_AGE`` seconds, or unreadable, counts as a
 worker that did not answer (logged, never an error to the client), and the file of a process
-that is gone is skipped (its master removes it too). :mod:`gateway.worker_merge` adds them up.
+that is gone is skipped (its master removes it too). :mod:`gateway.admin.merge` adds them up.
 
 A snapshot holds one entry per instance that this worker has talked to and Consul still
 lists, so its size is bounded by the catalog; a window's counts go in newest first, without the
@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from discovery.stats import DEFAULT_RTT, InstanceStats
-from gateway.worker_merge import Snapshot, merge
+from gateway.admin.merge import Snapshot, merge
 
 if TYPE_CHECKING:  # gunicorn's master imports this module for forget(), without the proxy
     from gateway.proxy import Proxy

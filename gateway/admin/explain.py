@@ -16,10 +16,10 @@ import time
 from typing import Any
 
 from discovery.stats import InstanceStats
+from gateway.admin.merge import Snapshot, merge_instance
+from gateway.admin.view import gathered, instance_json, instance_views, route_notes
 from gateway.policy import has_dot_segment, is_admin_path
 from gateway.proxy import Proxy
-from gateway.routing_view import gathered, instance_json, instance_views, route_notes
-from gateway.worker_merge import Snapshot, merge_instance
 
 MAX_PATH = 2048
 

@@ -1,4 +1,4 @@
-"""Adds up the workers' snapshots (see :mod:`gateway.state_share`) into the gateway's view.
+"""Adds up the workers' snapshots (see :mod:`gateway.admin.share`) into the gateway's view.
 
 Pure functions over JSON-ready dicts, so the rules are unit-tested with tables. Times in a
 snapshot are readings of the host's monotonic clock (``CLOCK_MONOTONIC`` is one clock for

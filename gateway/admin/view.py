@@ -4,8 +4,8 @@ Shared by the routing page's data (``/_gateway/state``) and ``/_gateway/explain`
 run in an admin thread while the event loop keeps routing: the snapshots (the watcher's
 services, the proxy's route table) are replaced, never mutated, and the counters a read may
 catch mid-update only make the view a request old. The counters shown are this worker's, read
-live, added to the other workers' snapshots (:mod:`gateway.state_share`,
-:mod:`gateway.worker_merge`); Consul's view and the routes are the same in every worker.
+live, added to the other workers' snapshots (:mod:`gateway.admin.share`,
+:mod:`gateway.admin.merge`); Consul's view and the routes are the same in every worker.
 
 Without ``GATEWAY_ADMIN_DETAIL`` an instance is named by its place in its service
 (``catalog#2``, in instance-ID order, the same in every worker) and its address, node and
@@ -21,11 +21,11 @@ from typing import Any
 
 from discovery.model import MAINTENANCE, PASSING, Instance
 from discovery.window import WINDOW_SECONDS
+from gateway.admin.merge import Snapshot, merge, merge_instance
+from gateway.admin.share import snapshot
 from gateway.policy import within
 from gateway.proxy import Proxy
 from gateway.routing import NAME, route_for
-from gateway.state_share import snapshot
-from gateway.worker_merge import Snapshot, merge, merge_instance
 
 
 @dataclass(frozen=True)
