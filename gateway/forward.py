@@ -187,41 +187,47 @@ class Forwarder:
         raise failure
 
     async def _send(self, req: Request, attempt: Attempt) -> tuple[UpstreamConnection, Answer]:
-        """Send *attempt* on a leased connection; the connection is given back on failure."""
-        key = attempt.key
-        ends = time.monotonic() + attempt.timeout
-        conn = await self.pool.lease(key)
-        try:
-            return conn, await self._exchange(conn, req, attempt, attempt.timeout)
-        except UpstreamBroken as exc:
-            self.pool.release(conn)
-            # A reused connection the instance closed as the request went out. Only a request
-            # that is safe to repeat goes again, since the instance may have read it.
-            if not (exc.reused and attempt.body is not None and attempt.idempotent):
+        """Send *attempt* on a leased connection; the connection is given back on failure.
+
+        A reused keep-alive connection the instance closed as the request went out is tried
+        once more on a fresh one, if the request is safe to repeat (the instance may have
+        read it) and its body is held.
+        """
+        pool, key = self.pool, attempt.key
+        conn = pool.idle(key) or await pool.connect(key)
+        timeout = attempt.timeout
+        ends = time.monotonic() + timeout
+        while True:
+            try:
+                if attempt.body is not None:
+                    answer = conn.request(attempt.head, attempt.body, timeout, req.method == b"HEAD")
+                    await answer.head
+                else:
+                    answer = await self._stream(conn, req, attempt, timeout)
+                return conn, answer
+            except UpstreamBroken as exc:
+                pool.release(conn)
+                if not (exc.reused and attempt.body is not None and attempt.idempotent):
+                    raise
+            except BaseException:
+                pool.release(conn)
                 raise
-        except BaseException:
-            self.pool.release(conn)
-            raise
-        conn = await self.pool.connect(key)
-        remaining = max(0.001, ends - time.monotonic())  # within the attempt's own time
-        try:
-            return conn, await self._exchange(conn, req, attempt, remaining)
-        except BaseException:
-            self.pool.release(conn)
-            raise
+            conn = await pool.connect(key)
+            timeout = max(0.001, ends - time.monotonic())  # within the attempt's own time
 
     @staticmethod
-    async def _exchange(
+    async def _stream(
         conn: UpstreamConnection, req: Request, attempt: Attempt, timeout: float
     ) -> Answer:
-        head_request = req.method == b"HEAD"
-        if attempt.body is not None:
-            return await conn.send(attempt.head, attempt.body, False, timeout, head_request)
+        """Send the client's body to the instance as it arrives."""
         body = req.body
         assert body is not None
-        chunked = req.content_length is None
         paced = _client_paced(body.chunks(), attempt.tracked)
-        return await conn.send(attempt.head, paced, chunked, timeout, head_request, body.stop)
+        chunked = req.content_length is None
+        head_request = req.method == b"HEAD"
+        return await conn.request_streamed(
+            attempt.head, paced, chunked, timeout, head_request, body.stop
+        )
 
     async def _relay(
         self, reply: Reply, answer: Answer, service: Service, instance: Instance

@@ -170,11 +170,35 @@ class Proxy:
 
     async def handle(self, req: Request, reply: Reply) -> None:
         """Answer one request; every refusal is answered here, in our JSON."""
-        record = Record(_hop(req, self.settings.otel.sampler))
+        settings = self.settings
+        record = Record(_hop(req, settings.otel.sampler))
         # Every log line of this request's task names it (a task has its own context).
         logs.CONTEXT.set((req.request_id, record.trace.outgoing.trace_id))
         try:
-            await self._forward(req, reply, record)
+            state = self.state
+            admitted = self.admission.admit(
+                req, record, state.routes, state.services, state.limits, self.watcher.has_data
+            )
+            body: bytes | None = b""
+            if req.body is not None:
+                length = req.content_length
+                if length is not None and length > settings.buffer_body:
+                    body = None  # streamed: known too large to hold
+                else:
+                    body = await req.body.read_all(settings.buffer_body)
+            route = admitted.route
+            head = upstream_head(
+                req.method, admitted.target, req.headers, req.peer, settings.trusted_hops,
+                route.prefix.encode("latin-1"), req.request_id,
+                len(body) if body is not None else req.content_length, _trace_lines(req, record),
+            )  # fmt: skip
+            self.forwarder.budget.record_request()
+            with self.admission.hold(admitted) as admitted_now:
+                if not admitted_now:
+                    raise self.admission.busy(admitted)
+                await self.forwarder.forward(
+                    req, reply, record, admitted.service, route.balancer, head, body
+                )
         except Refusal as exc:
             if isinstance(exc, ClientError) and exc.aborted:
                 metrics.CLIENT_ABORTS.labels(record.label).inc()
@@ -191,35 +215,7 @@ class Proxy:
             raise
         finally:
             loop = asyncio.get_running_loop()
-            settings = self.settings
             finish(record, reply, loop.time(), settings.access_log, self.spans, loop)
-
-    async def _forward(self, req: Request, reply: Reply, record: Record) -> None:
-        settings = self.settings
-        state = self.state
-        admitted = self.admission.admit(
-            req, record, state.routes, state.services, state.limits, self.watcher.has_data
-        )
-        body: bytes | None = b""
-        if req.body is not None:
-            length = req.content_length
-            if length is not None and length > settings.buffer_body:
-                body = None  # streamed: known too large to hold
-            else:
-                body = await req.body.read_all(settings.buffer_body)
-        route = admitted.route
-        head = upstream_head(
-            req.method, admitted.target, req.headers, req.peer, settings.trusted_hops,
-            route.prefix.encode("latin-1"), req.request_id,
-            len(body) if body is not None else req.content_length, _trace_lines(req, record),
-        )  # fmt: skip
-        self.forwarder.budget.record_request()
-        with self.admission.hold(admitted) as admitted_now:
-            if not admitted_now:
-                raise self.admission.busy(admitted)
-            await self.forwarder.forward(
-                req, reply, record, admitted.service, route.balancer, head, body
-            )
 
 
 def _hosts(services: Mapping[str, Service]) -> frozenset[tuple[str, int]]:

@@ -36,10 +36,11 @@ def relay_now(reply: Reply, answer: Answer, lines: list[bytes]) -> bool:
         reply.whole(status, line, lines, None)
         return True
     whole = answer.whole
-    if whole is None and answer.body.done:
-        whole = answer.body.take()  # ended as its head arrived (a short chunked answer)
     if whole is None:
-        return False
+        body = answer.body
+        if body is None or not body.done:
+            return False
+        whole = body.take()  # ended as its head arrived (a short chunked answer)
     reply.whole(status, line, lines, whole)
     return True
 
@@ -48,9 +49,11 @@ async def relay_stream(reply: Reply, answer: Answer, lines: list[bytes], idle: f
     """Relay a large or open-ended answer as it arrives; raises UpstreamError if the instance
     breaks off or is silent for *idle* seconds (the client's connection is then cut), and
     ClientGone if the client leaves."""
+    body = answer.body
+    assert body is not None
     reply.start(answer.status, status_line(answer.status, answer.reason), lines, answer.length)
     try:
-        async for data in answer.body.chunks(idle):
+        async for data in body.chunks(idle):
             await reply.send(data)
     except UpstreamError:
         reply.cut("the instance's answer broke off")
