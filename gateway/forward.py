@@ -16,6 +16,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import AsyncIterator
+from typing import NamedTuple
 
 from discovery.balancer import Picker, make_picker
 from discovery.client import IDEMPOTENT_METHODS
@@ -50,7 +51,7 @@ _IDEMPOTENT = frozenset(m.encode() for m in IDEMPOTENT_METHODS)
 class Attempt:
     """One try at one instance: what is sent, within how long, and its timing."""
 
-    __slots__ = ("body", "head", "idempotent", "instance", "key", "timeout", "tracked")
+    __slots__ = ("body", "head", "idempotent", "instance", "key", "number", "timeout", "tracked")
 
     def __init__(
         self,
@@ -59,7 +60,7 @@ class Attempt:
         body: bytes | None,
         timeout: float,
         idempotent: bool,
-        tracked: Tracked,
+        number: int,
     ) -> None:
         self.instance = instance
         self.key = (instance.address, instance.port)
@@ -67,7 +68,15 @@ class Attempt:
         self.body = body  # None: streamed from the client as it arrives
         self.timeout = timeout
         self.idempotent = idempotent
-        self.tracked = tracked  # in flight to the instance, and its latency
+        self.number = number  # 0 for the first attempt of the request
+        self.tracked: Tracked | None = None  # in flight to the instance, and its latency
+
+
+class Failed(NamedTuple):
+    """How an attempt failed, and whether another instance may be tried."""
+
+    refusal: Refusal  # the answer if nothing better comes
+    retry: bool
 
 
 class Forwarder:
@@ -126,65 +135,86 @@ class Forwarder:
                 break
             tried.append(instance.id)
             record.upstream, record.attempts = instance.id, len(tried)
-            with self.stats.get(instance.id).track(self.stats.decay) as tracked:
-                attempt = Attempt(
-                    instance, head, body, min(settings.try_timeout, remaining), idempotent, tracked
-                )
-                try:
-                    conn, answer = await self._send(req, attempt)
-                except LocalResourceError as exc:
-                    raise self._out_of_resources(exc) from None
-                except ConnectFailed as exc:
-                    self.failed(service, instance, exc, req, eject_now=True)
-                    if self._may_retry(number, service, tried, "connect_failed"):
-                        continue  # never sent: any method may go to another instance
-                    break
-                except UpstreamTimeout as exc:
-                    self.failed(service, instance, exc, req)
-                    raise Refusal(
-                        504, "upstream_timeout", "the instance did not answer in time",
-                        service=service.name, attempts=len(tried),
-                    ) from None  # fmt: skip
-                except UpstreamBadResponse as exc:
-                    self.failed(service, instance, exc, req)
-                    failure = Refusal(
-                        502, "upstream_bad_response", "the instance sent an invalid answer"
-                    )
-                    break
-                except UpstreamBroken as exc:
-                    self.failed(service, instance, exc, req)
-                    failure = Refusal(
-                        502, "upstream_failed", "the connection to the instance broke"
-                    )
-                    if (
-                        body is not None
-                        and idempotent
-                        and self._may_retry(number, service, tried, "connection_broken")
-                    ):
-                        continue
-                    break
-                try:
-                    tracked.answered()
-                    status = answer.status
-                    if status >= 500:
-                        self.failed(service, instance, None, req, status=status)
-                    else:
-                        self.stats.record_success(instance.id)
-                    if (
-                        body is not None
-                        and may_retry_status(
-                            req.method.decode("latin-1"), status, req.headers.idempotency_key
-                        )
-                        and self._may_retry(number, service, tried, f"status_{status}")
-                    ):
-                        continue
-                    # Not retried (or no retry left): the client gets the instance's own answer.
-                    await self._relay(reply, answer, service, instance)
-                    return
-                finally:
-                    self.pool.release(conn)
+            timeout = min(settings.try_timeout, remaining)
+            attempt = Attempt(instance, head, body, timeout, idempotent, number)
+            outcome = await self._attempt(req, reply, service, attempt, tried, failure)
+            if outcome is None:
+                return
+            failure = outcome.refusal
+            if not outcome.retry:
+                break
         failure.extra.update(service=service.name, attempts=len(tried))
         raise failure
+
+    async def _attempt(
+        self,
+        req: Request,
+        reply: Reply,
+        service: Service,
+        attempt: Attempt,
+        tried: list[str],
+        failure: Refusal,
+    ) -> Failed | None:
+        """One attempt: None once the client has the instance's answer; else how it failed
+        and whether another instance may be tried."""
+        instance = attempt.instance
+        stats = self.stats.get(instance.id)
+        with stats.track(self.stats.decay) as attempt.tracked:
+            try:
+                conn, answer = await self._send(req, attempt)
+            # One name per clause: a compiled build (mypyc) types an "as" name by its first use.
+            except LocalResourceError as short:
+                raise self._out_of_resources(short) from None
+            except ConnectFailed as refused:
+                self.failed(service, instance, refused, req, eject_now=True)
+                # Never sent: any method may go to another instance.
+                retry = self._may_retry(attempt.number, service, tried, "connect_failed")
+                return Failed(
+                    Refusal(502, "upstream_unreachable", "no instance could be reached"), retry
+                )
+            except UpstreamTimeout as late:
+                self.failed(service, instance, late, req)
+                raise Refusal(
+                    504, "upstream_timeout", "the instance did not answer in time",
+                    service=service.name, attempts=len(tried),
+                ) from None  # fmt: skip
+            except UpstreamBadResponse as invalid:
+                self.failed(service, instance, invalid, req)
+                return Failed(
+                    Refusal(502, "upstream_bad_response", "the instance sent an invalid answer"),
+                    False,
+                )
+            except UpstreamBroken as broken:
+                self.failed(service, instance, broken, req)
+                retry = (
+                    attempt.body is not None
+                    and attempt.idempotent
+                    and self._may_retry(attempt.number, service, tried, "connection_broken")
+                )
+                return Failed(
+                    Refusal(502, "upstream_failed", "the connection to the instance broke"), retry
+                )
+            try:
+                attempt.tracked.answered()
+                status = answer.status
+                if status >= 500:
+                    self.failed(service, instance, None, req, status=status)
+                elif stats.consecutive_failures:
+                    self.stats.record_success(instance.id)
+                if (
+                    502 <= status <= 504
+                    and attempt.body is not None
+                    and may_retry_status(
+                        req.method.decode("latin-1"), status, req.headers.idempotency_key
+                    )
+                    and self._may_retry(attempt.number, service, tried, f"status_{status}")
+                ):
+                    return Failed(failure, True)
+                # Not retried (or no retry left): the client gets the instance's own answer.
+                await self._relay(reply, answer, service, instance)
+                return None
+            finally:
+                self.pool.release(conn)
 
     async def _send(self, req: Request, attempt: Attempt) -> tuple[UpstreamConnection, Answer]:
         """Send *attempt* on a leased connection; the connection is given back on failure.
@@ -200,7 +230,9 @@ class Forwarder:
         while True:
             try:
                 if attempt.body is not None:
-                    answer = conn.request(attempt.head, attempt.body, timeout, req.method == b"HEAD")
+                    answer = conn.request(
+                        attempt.head, attempt.body, timeout, req.method == b"HEAD"
+                    )
                     await answer.head
                 else:
                     answer = await self._stream(conn, req, attempt, timeout)
@@ -222,7 +254,8 @@ class Forwarder:
         """Send the client's body to the instance as it arrives."""
         body = req.body
         assert body is not None
-        paced = _client_paced(body.chunks(), attempt.tracked)
+        assert attempt.tracked is not None
+        paced = ClientPaced(body.chunks(), attempt.tracked)
         chunked = req.content_length is None
         head_request = req.method == b"HEAD"
         return await conn.request_streamed(
@@ -295,11 +328,23 @@ class Forwarder:
         )  # fmt: skip
 
 
-async def _client_paced(chunks: AsyncIterator[bytes], tracked: Tracked) -> AsyncIterator[bytes]:
+class ClientPaced:
     """The client's body as it arrives; the waits for it are not the instance's latency."""
-    while True:
-        with tracked.waiting_for_client():
-            data = await anext(chunks, None)
+
+    __slots__ = ("_chunks", "_tracked")
+
+    def __init__(self, chunks: AsyncIterator[bytes], tracked: Tracked) -> None:
+        self._chunks, self._tracked = chunks, tracked
+
+    def __aiter__(self) -> ClientPaced:
+        return self
+
+    async def __anext__(self) -> bytes:
+        with self._tracked.waiting_for_client():
+            try:
+                data: bytes | None = await self._chunks.__anext__()
+            except StopAsyncIteration:
+                data = None  # the end of the body, not a fault of the client's
         if data is None:
-            return
-        yield data
+            raise StopAsyncIteration
+        return data

@@ -179,10 +179,10 @@ class UpstreamConnection(asyncio.BufferedProtocol):
             received, self._chunks = answer.body.received, 0
         try:
             self.parser.feed_data(data)
-        except httptools.HttpParserCallbackError as exc:
-            self._broken(exc.__context__ or exc)
-        except httptools.HttpParserError as exc:
-            self._broken(UpstreamBadResponse(f"invalid answer: {exc}"))
+        except httptools.HttpParserCallbackError as failed:
+            self._broken(failed.__context__ or failed)
+        except httptools.HttpParserError as malformed:
+            self._broken(UpstreamBadResponse(f"invalid answer: {malformed}"))
         else:
             if received >= 0 and not answer.done and answer.body is not None:
                 body = answer.body.received - received
