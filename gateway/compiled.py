@@ -29,6 +29,7 @@ MODULES = (
     "gateway.framing",
     "gateway.front",
     "gateway.headers",
+    "gateway.metrics",
     "gateway.policy",
     "gateway.pool",
     "gateway.proxy",

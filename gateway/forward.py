@@ -104,9 +104,9 @@ class Forwarder:
         if not tried and len(passing) == 1:
             return passing[0]  # ejected or not: the panic threshold would keep it anyway
         now = time.monotonic()
-        ejected: frozenset[str] | tuple[()] = ()
-        if now < self.stats.ejections_end:  # something is ejected somewhere
-            ejected = frozenset(i.id for i in passing if self.stats.is_ejected(i.id, now))
+        if not tried and now >= self.stats.ejections_end:
+            return picker.pick(passing)  # nothing tried, nothing ejected: candidates' own answer
+        ejected = frozenset(i.id for i in passing if self.stats.is_ejected(i.id, now))
         eligible = candidates(passing, self.settings.panic_threshold, ejected, tried).eligible
         return picker.pick(eligible) if eligible else None
 
@@ -127,7 +127,7 @@ class Forwarder:
         idempotent = req.method in _IDEMPOTENT or req.headers.idempotency_key
         picker = self.picker(service.name, balancer)
         tried: list[str] = []
-        failure = Refusal(502, "upstream_unreachable", "no instance could be reached")
+        failure: Refusal | None = None  # made when an attempt fails: most requests need none
         for number in range(settings.max_attempts):
             instance = self.choose(service, picker, tried)
             remaining = settings.deadline - (time.monotonic() - started)
@@ -143,6 +143,8 @@ class Forwarder:
             failure = outcome.refusal
             if not outcome.retry:
                 break
+        if failure is None:
+            failure = _unreachable()
         failure.extra.update(service=service.name, attempts=len(tried))
         raise failure
 
@@ -153,7 +155,7 @@ class Forwarder:
         service: Service,
         attempt: Attempt,
         tried: list[str],
-        failure: Refusal,
+        failure: Refusal | None,
     ) -> Failed | None:
         """One attempt: None once the client has the instance's answer; else how it failed
         and whether another instance may be tried."""
@@ -209,7 +211,7 @@ class Forwarder:
                     )
                     and self._may_retry(attempt.number, service, tried, f"status_{status}")
                 ):
-                    return Failed(failure, True)
+                    return Failed(failure or _unreachable(), True)
                 # Not retried (or no retry left): the client gets the instance's own answer.
                 await self._relay(reply, answer, service, instance)
                 return None
@@ -326,6 +328,11 @@ class Forwarder:
             "the gateway is short of file descriptors or buffers; try again",
             (b"Retry-After: 1",),
         )  # fmt: skip
+
+
+def _unreachable() -> Refusal:
+    """The answer when no instance could be reached (or none answered better)."""
+    return Refusal(502, "upstream_unreachable", "no instance could be reached")
 
 
 class ClientPaced:

@@ -19,7 +19,6 @@ process-wide cache keyed by client input exists.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from functools import lru_cache
 from urllib.parse import quote
 
@@ -60,26 +59,47 @@ _DROPPED = HOP_BY_HOP | SET_BY_GATEWAY | {b"content-length", b"expect"}
 _CONNECTION_OPTIONS = frozenset({b"keep-alive", b"close", b""})
 
 
-@dataclass(slots=True)
 class RequestHeaders:
     """A client's headers, sorted into what the gateway reads and what it passes on."""
 
-    forward: list[bytes] = field(default_factory=list)  # b"Name: value" lines to pass on
-    host: bytes = b""
-    host_count: int = 0
-    content_length: int | None = None
-    chunked: bool = False
-    other_coding: bool = False  # a transfer coding besides one final "chunked"
-    close: bool = False  # "Connection: close" (it wins over keep-alive in any version)
-    expect_continue: bool = False
-    request_id: bytes = b""
-    idempotency_key: bool = False
-    forwarded_for: bytes = b""
-    forwarded_proto: bytes = b""
-    # W3C Trace Context: two traceparent fields make it invalid; tracestate fields are a list.
-    traceparent: bytes = b""
-    traceparent_count: int = 0
-    tracestate: bytes = b""
+    # A plain class with its own __init__, not a dataclass: built once per request, and a
+    # dataclass's generated __init__ would stay interpreted in a compiled build.
+    __slots__ = (
+        "chunked",
+        "close",
+        "content_length",
+        "expect_continue",
+        "forward",
+        "forwarded_for",
+        "forwarded_proto",
+        "host",
+        "host_count",
+        "idempotency_key",
+        "other_coding",
+        "request_id",
+        "traceparent",
+        "traceparent_count",
+        "tracestate",
+    )
+
+    def __init__(self) -> None:
+        self.forward: list[bytes] = []  # b"Name: value" lines to pass on
+        self.host = b""
+        self.host_count = 0
+        self.content_length: int | None = None
+        self.chunked = False
+        self.other_coding = False  # a transfer coding besides one final "chunked"
+        self.close = False  # "Connection: close" (it wins over keep-alive in any version)
+        self.expect_continue = False
+        self.request_id = b""
+        self.idempotency_key = False
+        self.forwarded_for = b""
+        self.forwarded_proto = b""
+        # W3C Trace Context: two traceparent fields make it invalid; tracestate fields are a
+        # list.
+        self.traceparent = b""
+        self.traceparent_count = 0
+        self.tracestate = b""
 
 
 def connection_tokens(value: bytes) -> frozenset[bytes]:
@@ -96,7 +116,7 @@ def classify(raw: list[tuple[bytes, bytes]]) -> RequestHeaders:
         if lower not in _DROPPED and lower not in _READ:
             # Dropped as nginx's underscores_in_headers off does: in WSGI and CGI, X_Foo and
             # X-Foo are the same variable, and SCRIPT_NAME is a real one that servers trust.
-            if b"_" not in name:
+            if name.find(b"_") < 0:  # find(): "in" first tries the needle as an int
                 h.forward.append(name + b": " + value)
         elif lower == b"host":
             h.host, h.host_count = value, h.host_count + 1
