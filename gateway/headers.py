@@ -56,7 +56,7 @@ SET_BY_GATEWAY = frozenset(
 )
 _DROPPED = HOP_BY_HOP | SET_BY_GATEWAY | {b"content-length", b"expect"}
 # Tokens of Connection that name no other header.
-_CONNECTION_OPTIONS = frozenset({b"keep-alive", b"close", b""})
+CONNECTION_OPTIONS = frozenset({b"keep-alive", b"close", b""})
 
 
 class RequestHeaders:
@@ -130,7 +130,7 @@ def classify(raw: list[tuple[bytes, bytes]]) -> RequestHeaders:
         elif lower == b"connection":
             tokens = connection_tokens(value)
             h.close = h.close or b"close" in tokens
-            named |= tokens - _CONNECTION_OPTIONS
+            named |= tokens - CONNECTION_OPTIONS
         elif lower == b"expect":
             h.expect_continue = value.lower() == b"100-continue"
         elif lower == b"x-request-id":
@@ -221,24 +221,15 @@ def upstream_head(
 
 
 # An upstream's answer: hop-by-hop and framing headers are dropped (the gateway frames the
-# answer itself), and its own X-Request-ID gives way to the gateway's.
-_RESPONSE_DROPPED = HOP_BY_HOP | {b"content-length", b"x-request-id"}
+# answer itself), and its own X-Request-ID gives way to the gateway's. The answer's fields are
+# sorted as llhttp hands them over (gateway.upstream.UpstreamConnection.on_header).
+RESPONSE_DROPPED = HOP_BY_HOP | {b"content-length", b"x-request-id"}
 
 
-def response_lines(raw: list[tuple[bytes, bytes]]) -> list[bytes]:
-    """The upstream answer's headers to pass on, as ``b"Name: value"`` lines."""
-    named: frozenset[bytes] = frozenset()
-    lines = []
-    for name, value in raw:
-        lower = name.lower()
-        if lower == b"connection":
-            if value.lower() not in _CONNECTION_OPTIONS:
-                named |= connection_tokens(value)
-        elif lower not in _RESPONSE_DROPPED:
-            lines.append(name + b": " + value)
-    if named - _CONNECTION_OPTIONS:
-        lines = [line for line in lines if line.split(b":", 1)[0].lower() not in named]
-    return lines
+def without_named(lines: list[bytes], named: frozenset[bytes]) -> list[bytes]:
+    """*lines* (``b"Name: value"``) but those whose name a ``Connection`` header listed."""
+    named = named - CONNECTION_OPTIONS
+    return [line for line in lines if line[: line.find(b":")].lower() not in named]
 
 
 # Visible ASCII but "%": what a value from Consul keeps as it is in a header field.

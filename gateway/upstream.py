@@ -28,6 +28,12 @@ import httptools
 from gateway.body import BodyBuffer
 from gateway.errors import UpstreamBadResponse, UpstreamBroken, UpstreamTimeout
 from gateway.framing import MAX_FRAMING, chunk, framing_excess
+from gateway.headers import (
+    CONNECTION_OPTIONS,
+    RESPONSE_DROPPED,
+    connection_tokens,
+    without_named,
+)
 
 if TYPE_CHECKING:
     from gateway.deadlines import Deadlines
@@ -74,9 +80,9 @@ class Answer:
         "chunked",
         "done",
         "head",
-        "headers",
         "keep_alive",
         "length",
+        "lines",
         "reason",
         "started",
         "status",
@@ -87,7 +93,8 @@ class Answer:
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
         self.head: asyncio.Future[None] = loop.create_future()
         self.status, self.reason = 0, b""
-        self.headers: list[tuple[bytes, bytes]] = []
+        # The header fields to pass on, sorted as they arrive (UpstreamConnection.on_header).
+        self.lines: list[bytes] = []
         self.length: int | None = None
         self.chunked = False
         self.keep_alive = True
@@ -132,6 +139,8 @@ class UpstreamConnection(asyncio.BufferedProtocol):
         self._interim = False
         self._sent_whole = True  # False while a streamed body is cut short or still going
         self._header_bytes = 0
+        self._fields = 0  # header fields of the answer so far
+        self._named: frozenset[bytes] = frozenset()  # what its Connection header names
         self._framing = self._chunks = 0  # see gateway.framing
         self._drain: asyncio.Future[None] | None = None
         self._on_answer: Callable[[], None] | None = None
@@ -245,6 +254,11 @@ class UpstreamConnection(asyncio.BufferedProtocol):
         self.answer.reason += reason
 
     def on_header(self, name: bytes, value: bytes) -> None:
+        """Sort one header field as it arrives: passed on, framing, or hop-by-hop.
+
+        What an answer loses is gateway.headers' rule (RESPONSE_DROPPED, and what Connection
+        names); sorting here, in the one callback llhttp makes per field, costs no second pass.
+        """
         answer = self.answer
         assert answer is not None
         if answer.started:
@@ -252,10 +266,25 @@ class UpstreamConnection(asyncio.BufferedProtocol):
             # passed on either (as nginx without proxy_pass_trailers); its size is bounded in
             # data_received.
             return
-        headers = answer.headers
-        if len(headers) >= MAX_HEADERS:
+        self._fields += 1
+        if self._fields > MAX_HEADERS:
             raise UpstreamBadResponse("the answer has too many headers")
-        headers.append((name, value))
+        lower = name.lower()
+        if lower not in RESPONSE_DROPPED:
+            answer.lines.append(name + b": " + value)
+        elif lower == b"content-length":
+            answer.length = int(value)  # llhttp refused anything but one plain number
+        elif lower == b"transfer-encoding":
+            # Only "chunked" alone, as nginx and Envoy insist: relaying "gzip, chunked" would
+            # need the coding kept end to end (an HTTP/1.0 client cannot take it), and dropping
+            # it hands the client gzip bytes it was not told about.
+            if answer.chunked or value.strip().lower() != b"chunked":
+                raise UpstreamBadResponse(
+                    f"unsupported Transfer-Encoding {value.decode('latin-1')!r}"
+                )
+            answer.chunked = True
+        elif lower == b"connection" and value.lower() not in CONNECTION_OPTIONS:
+            self._named |= connection_tokens(value)  # headers it names are hop-by-hop too
 
     def on_headers_complete(self) -> None:
         answer = self.answer
@@ -271,24 +300,14 @@ class UpstreamConnection(asyncio.BufferedProtocol):
                     "101 Switching Protocols to a request that asked for none"
                 )
             self._interim = True  # 100 Continue, 103 Early Hints: the final answer follows
-            answer.headers.clear()
-            answer.reason = b""
+            answer.lines, answer.reason = [], b""
+            answer.length, answer.chunked = None, False
+            self._fields, self._named = 0, frozenset()
             return
         answer.status = status
         answer.started = True
-        for name, value in answer.headers:
-            lower = name.lower()
-            if lower == b"content-length":
-                answer.length = int(value)  # llhttp refused anything but one plain number
-            elif lower == b"transfer-encoding":
-                # Only "chunked" alone, as nginx and Envoy insist: relaying "gzip, chunked"
-                # would need the coding kept end to end (an HTTP/1.0 client cannot take it),
-                # and dropping it hands the client gzip bytes it was not told about.
-                if answer.chunked or value.strip().lower() != b"chunked":
-                    raise UpstreamBadResponse(
-                        f"unsupported Transfer-Encoding {value.decode('latin-1')!r}"
-                    )
-                answer.chunked = True
+        if self._named:
+            answer.lines = without_named(answer.lines, self._named)
         if status == 204 or status == 304:
             answer.length = 0
         if self._drain is not None and not self._drain.done():
@@ -381,7 +400,8 @@ class UpstreamConnection(asyncio.BufferedProtocol):
         self.state = ACTIVE
         answer = self.answer = Answer(self.loop)
         self._head_request = head_request
-        self._header_bytes = self._framing = 0
+        self._header_bytes = self._framing = self._fields = 0
+        self._named = frozenset()
         self._on_answer = on_answer
         return answer
 
