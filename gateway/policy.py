@@ -38,7 +38,9 @@ def is_admin_path(upstream_path: bytes) -> bool:
     ``//admin/faults`` are the fault knobs too. ``/metrics`` is for the operator's Prometheus,
     which scrapes instances directly, not for clients of the gateway.
     """
-    lowered = decoded(upstream_path).lower()
+    lowered = (
+        unquote_to_bytes(upstream_path) if upstream_path.find(b"%") >= 0 else upstream_path
+    ).lower()
     if lowered.find(b"admin") < 0 and lowered.find(b"metrics") < 0:
         return False
     first = next((s for s in lowered.split(b"/") if s), b"")
