@@ -23,13 +23,22 @@ access_log = logging.getLogger("gateway.access")
 class Record:
     """What the log and the span say of one request besides its answer."""
 
-    __slots__ = ("attempts", "label", "trace", "upstream")
+    __slots__ = ("attempts", "flags", "label", "parent_id", "span_id", "trace_id", "upstream")
 
-    def __init__(self, trace: tracing.Hop) -> None:
-        self.trace = trace
+    def __init__(self, trace_id: str, span_id: str, flags: str, parent_id: str) -> None:
+        # This hop's span of the trace: the IDs and flags of the traceparent sent upstream,
+        # and the caller's span ("" when this hop started the trace).
+        self.trace_id, self.span_id, self.flags = trace_id, span_id, flags
+        self.parent_id = parent_id
         self.label = metrics.UNROUTED  # the routed service, once a route matched
         self.upstream = "-"  # the last instance tried
         self.attempts = 0
+
+    def hop(self) -> tracing.Hop:
+        """This hop's trace as :mod:`discovery.tracing` has it (for the span exporter)."""
+        return tracing.Hop(
+            tracing.TraceParent(self.trace_id, self.span_id, self.flags), self.parent_id
+        )
 
 
 def finish(
@@ -46,11 +55,11 @@ def finish(
     metrics.observe(record.label, reply.status, seconds)
     if access:
         _log(record, reply, seconds)
-    if spans is not None and record.trace.outgoing.sampled:
+    if spans is not None and record.flags == tracing.SAMPLED:
         spans.add(
             loop,
             (
-                req.started, ended, record.trace, req.method, req.target.partition(b"?")[0],
+                req.started, ended, record.hop(), req.method, req.target.partition(b"?")[0],
                 record.label, reply.status, record.upstream, record.attempts,
             ),
         )  # fmt: skip
@@ -66,7 +75,7 @@ def _log(record: Record, reply: Reply, seconds: float) -> None:
         '%s "%s %s" %d upstream=%s attempts=%d bytes=%d %.1fms',
         req.peer, method, path, reply.status, record.upstream, record.attempts, reply.sent, ms,
         extra={
-            "request_id": req.request_id, "trace_id": record.trace.outgoing.trace_id,
+            "request_id": req.request_id, "trace_id": record.trace_id,
             "client": req.peer, "method": method, "path": path, "status": reply.status,
             "service": record.label, "upstream": record.upstream, "attempts": record.attempts,
             "bytes": reply.sent, "duration_ms": ms,

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Mapping
-from typing import NamedTuple
 
 from discovery.model import Service
 from gateway import metrics
@@ -30,13 +29,14 @@ from gateway.settings import GatewaySettings
 PRUNE_EVERY = 1.0  # seconds between sweeps of refilled rate-limit buckets
 
 
-class Admitted(NamedTuple):
+class Admitted:
     """A request that may be forwarded: where to, and within which limits."""
 
-    route: Route
-    service: Service
-    limits: Limits
-    target: bytes  # the request target as the instance sees it (the prefix removed)
+    __slots__ = ("limits", "route", "service", "target")
+
+    def __init__(self, route: Route, service: Service, limits: Limits, target: bytes) -> None:
+        self.route, self.service, self.limits = route, service, limits
+        self.target = target  # the request target as the instance sees it (prefix removed)
 
 
 class Admission:

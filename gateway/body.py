@@ -13,7 +13,7 @@ whole (:meth:`BodyBuffer.read_all`), which its caller bounds: the client's by
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from typing import Protocol
 
 UNBOUNDED = 1 << 62
@@ -116,17 +116,10 @@ class BodyBuffer:
         self._wake_at = 1
         return self.take() if self.buffered <= limit else None
 
-    async def chunks(self, idle_timeout: float | None = None) -> AsyncIterator[bytes]:
+    def chunks(self, idle_timeout: float | None = None) -> Chunks:
         """The body as it arrives, until it ends or :meth:`stop` is called; each wait for more
         is bounded by *idle_timeout* when given."""
-        self._flow.body_wanted()
-        while not self.stopped:
-            if self._parts:
-                yield self.take()
-            elif self.done:
-                return
-            else:
-                await self._wait(idle_timeout)
+        return Chunks(self, idle_timeout)
 
     def stop(self) -> None:
         """The reader wants no more of the body: :meth:`chunks` ends."""
@@ -138,9 +131,15 @@ class BodyBuffer:
         if waiter is not None and not waiter.done():
             waiter.set_result(None)
 
-    async def _wait(self, timeout: float | None) -> None:
+    def _raise_failure(self) -> None:
+        """Raise what the body failed with, if it failed."""
+        # A method rather than a test inline in _wait: mypy narrows the attribute across the
+        # await there, and a compiled build (mypyc) would then check that it stayed None.
         if self.error is not None:
             raise self.error
+
+    async def _wait(self, timeout: float | None) -> None:
+        self._raise_failure()
         loop = asyncio.get_running_loop()
         self._waiter = waiter = loop.create_future()
         timer = None
@@ -152,5 +151,29 @@ class BodyBuffer:
             self._waiter = None
             if timer is not None:
                 timer.cancel()
-        if self.error is not None:
-            raise self.error
+        self._raise_failure()
+
+
+class Chunks:
+    """An async iterator over a body's pieces as they arrive (:meth:`BodyBuffer.chunks`)."""
+
+    __slots__ = ("_body", "_idle", "_started")
+
+    def __init__(self, body: BodyBuffer, idle_timeout: float | None) -> None:
+        self._body, self._idle, self._started = body, idle_timeout, False
+
+    def __aiter__(self) -> Chunks:
+        return self
+
+    async def __anext__(self) -> bytes:
+        body = self._body
+        if not self._started:
+            self._started = True
+            body._flow.body_wanted()  # the first read asks for the body (100 Continue)
+        while not body.stopped:
+            if body._parts:
+                return body.take()
+            if body.done:
+                break
+            await body._wait(self._idle)
+        raise StopAsyncIteration

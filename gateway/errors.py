@@ -59,7 +59,26 @@ class UpstreamError(Exception):
 
 
 class ConnectFailed(UpstreamError):
-    """The TCP connection could not be made: the request was never sent."""
+    """The TCP connection could not be made: the request was never sent.
+
+    *reason* says how, as the routing page shows it: ``connect_refused`` (nothing listens),
+    ``connect_timeout`` or ``connect_failed`` (anything else).
+    """
+
+    def __init__(self, message: str, reason: str = "connect_failed") -> None:
+        super().__init__(message)
+        self.reason = reason
+
+    @classmethod
+    def of(cls, error: OSError | TimeoutError) -> ConnectFailed:
+        """The failure that *error* (from a connect) means."""
+        if isinstance(error, ConnectionRefusedError):
+            reason = "connect_refused"
+        elif isinstance(error, TimeoutError):
+            reason = "connect_timeout"
+        else:
+            reason = "connect_failed"
+        return cls(f"connect failed: {error.strerror or type(error).__name__}", reason)
 
 
 class UpstreamTimeout(UpstreamError):
@@ -95,10 +114,7 @@ def failure_reason(error: UpstreamError | None, status: int = 0) -> str:
     if error is None:
         return f"status_{status}"
     if isinstance(error, ConnectFailed):
-        cause = error.__cause__
-        if isinstance(cause, ConnectionRefusedError):
-            return "connect_refused"
-        return "connect_timeout" if isinstance(cause, TimeoutError) else "connect_failed"
+        return error.reason
     if isinstance(error, UpstreamTimeout):
         return "timeout"
     return "bad_response" if isinstance(error, UpstreamBadResponse) else "connection_broken"

@@ -16,6 +16,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import AsyncIterator
+from typing import NamedTuple
 
 from discovery.balancer import Picker, make_picker
 from discovery.client import IDEMPOTENT_METHODS
@@ -50,7 +51,7 @@ _IDEMPOTENT = frozenset(m.encode() for m in IDEMPOTENT_METHODS)
 class Attempt:
     """One try at one instance: what is sent, within how long, and its timing."""
 
-    __slots__ = ("body", "head", "idempotent", "instance", "key", "timeout", "tracked")
+    __slots__ = ("body", "head", "idempotent", "instance", "key", "number", "timeout", "tracked")
 
     def __init__(
         self,
@@ -59,7 +60,7 @@ class Attempt:
         body: bytes | None,
         timeout: float,
         idempotent: bool,
-        tracked: Tracked,
+        number: int,
     ) -> None:
         self.instance = instance
         self.key = (instance.address, instance.port)
@@ -67,7 +68,15 @@ class Attempt:
         self.body = body  # None: streamed from the client as it arrives
         self.timeout = timeout
         self.idempotent = idempotent
-        self.tracked = tracked  # in flight to the instance, and its latency
+        self.number = number  # 0 for the first attempt of the request
+        self.tracked: Tracked | None = None  # in flight to the instance, and its latency
+
+
+class Failed(NamedTuple):
+    """How an attempt failed, and whether another instance may be tried."""
+
+    refusal: Refusal  # the answer if nothing better comes
+    retry: bool
 
 
 class Forwarder:
@@ -95,9 +104,9 @@ class Forwarder:
         if not tried and len(passing) == 1:
             return passing[0]  # ejected or not: the panic threshold would keep it anyway
         now = time.monotonic()
-        ejected: frozenset[str] | tuple[()] = ()
-        if now < self.stats.ejections_end:  # something is ejected somewhere
-            ejected = frozenset(i.id for i in passing if self.stats.is_ejected(i.id, now))
+        if not tried and now >= self.stats.ejections_end:
+            return picker.pick(passing)  # nothing tried, nothing ejected: candidates' own answer
+        ejected = frozenset(i.id for i in passing if self.stats.is_ejected(i.id, now))
         eligible = candidates(passing, self.settings.panic_threshold, ejected, tried).eligible
         return picker.pick(eligible) if eligible else None
 
@@ -118,7 +127,7 @@ class Forwarder:
         idempotent = req.method in _IDEMPOTENT or req.headers.idempotency_key
         picker = self.picker(service.name, balancer)
         tried: list[str] = []
-        failure = Refusal(502, "upstream_unreachable", "no instance could be reached")
+        failure: Refusal | None = None  # made when an attempt fails: most requests need none
         for number in range(settings.max_attempts):
             instance = self.choose(service, picker, tried)
             remaining = settings.deadline - (time.monotonic() - started)
@@ -126,102 +135,134 @@ class Forwarder:
                 break
             tried.append(instance.id)
             record.upstream, record.attempts = instance.id, len(tried)
-            with self.stats.get(instance.id).track(self.stats.decay) as tracked:
-                attempt = Attempt(
-                    instance, head, body, min(settings.try_timeout, remaining), idempotent, tracked
-                )
-                try:
-                    conn, answer = await self._send(req, attempt)
-                except LocalResourceError as exc:
-                    raise self._out_of_resources(exc) from None
-                except ConnectFailed as exc:
-                    self.failed(service, instance, exc, req, eject_now=True)
-                    if self._may_retry(number, service, tried, "connect_failed"):
-                        continue  # never sent: any method may go to another instance
-                    break
-                except UpstreamTimeout as exc:
-                    self.failed(service, instance, exc, req)
-                    raise Refusal(
-                        504, "upstream_timeout", "the instance did not answer in time",
-                        service=service.name, attempts=len(tried),
-                    ) from None  # fmt: skip
-                except UpstreamBadResponse as exc:
-                    self.failed(service, instance, exc, req)
-                    failure = Refusal(
-                        502, "upstream_bad_response", "the instance sent an invalid answer"
-                    )
-                    break
-                except UpstreamBroken as exc:
-                    self.failed(service, instance, exc, req)
-                    failure = Refusal(
-                        502, "upstream_failed", "the connection to the instance broke"
-                    )
-                    if (
-                        body is not None
-                        and idempotent
-                        and self._may_retry(number, service, tried, "connection_broken")
-                    ):
-                        continue
-                    break
-                try:
-                    tracked.answered()
-                    status = answer.status
-                    if status >= 500:
-                        self.failed(service, instance, None, req, status=status)
-                    else:
-                        self.stats.record_success(instance.id)
-                    if (
-                        body is not None
-                        and may_retry_status(
-                            req.method.decode("latin-1"), status, req.headers.idempotency_key
-                        )
-                        and self._may_retry(number, service, tried, f"status_{status}")
-                    ):
-                        continue
-                    # Not retried (or no retry left): the client gets the instance's own answer.
-                    await self._relay(reply, answer, service, instance)
-                    return
-                finally:
-                    self.pool.release(conn)
+            timeout = min(settings.try_timeout, remaining)
+            attempt = Attempt(instance, head, body, timeout, idempotent, number)
+            outcome = await self._attempt(req, reply, service, attempt, tried, failure)
+            if outcome is None:
+                return
+            failure = outcome.refusal
+            if not outcome.retry:
+                break
+        if failure is None:
+            failure = _unreachable()
         failure.extra.update(service=service.name, attempts=len(tried))
         raise failure
 
+    async def _attempt(
+        self,
+        req: Request,
+        reply: Reply,
+        service: Service,
+        attempt: Attempt,
+        tried: list[str],
+        failure: Refusal | None,
+    ) -> Failed | None:
+        """One attempt: None once the client has the instance's answer; else how it failed
+        and whether another instance may be tried."""
+        instance = attempt.instance
+        stats = self.stats.get(instance.id)
+        with stats.track(self.stats.decay) as attempt.tracked:
+            try:
+                conn, answer = await self._send(req, attempt)
+            # One name per clause: a compiled build (mypyc) types an "as" name by its first use.
+            except LocalResourceError as short:
+                raise self._out_of_resources(short) from None
+            except ConnectFailed as refused:
+                self.failed(service, instance, refused, req, eject_now=True)
+                # Never sent: any method may go to another instance.
+                retry = self._may_retry(attempt.number, service, tried, "connect_failed")
+                return Failed(
+                    Refusal(502, "upstream_unreachable", "no instance could be reached"), retry
+                )
+            except UpstreamTimeout as late:
+                self.failed(service, instance, late, req)
+                raise Refusal(
+                    504, "upstream_timeout", "the instance did not answer in time",
+                    service=service.name, attempts=len(tried),
+                ) from None  # fmt: skip
+            except UpstreamBadResponse as invalid:
+                self.failed(service, instance, invalid, req)
+                return Failed(
+                    Refusal(502, "upstream_bad_response", "the instance sent an invalid answer"),
+                    False,
+                )
+            except UpstreamBroken as broken:
+                self.failed(service, instance, broken, req)
+                retry = (
+                    attempt.body is not None
+                    and attempt.idempotent
+                    and self._may_retry(attempt.number, service, tried, "connection_broken")
+                )
+                return Failed(
+                    Refusal(502, "upstream_failed", "the connection to the instance broke"), retry
+                )
+            try:
+                attempt.tracked.answered()
+                status = answer.status
+                if status >= 500:
+                    self.failed(service, instance, None, req, status=status)
+                elif stats.consecutive_failures:
+                    self.stats.record_success(instance.id)
+                if (
+                    502 <= status <= 504
+                    and attempt.body is not None
+                    and may_retry_status(
+                        req.method.decode("latin-1"), status, req.headers.idempotency_key
+                    )
+                    and self._may_retry(attempt.number, service, tried, f"status_{status}")
+                ):
+                    return Failed(failure or _unreachable(), True)
+                # Not retried (or no retry left): the client gets the instance's own answer.
+                await self._relay(reply, answer, service, instance)
+                return None
+            finally:
+                self.pool.release(conn)
+
     async def _send(self, req: Request, attempt: Attempt) -> tuple[UpstreamConnection, Answer]:
-        """Send *attempt* on a leased connection; the connection is given back on failure."""
-        key = attempt.key
-        ends = time.monotonic() + attempt.timeout
-        conn = await self.pool.lease(key)
-        try:
-            return conn, await self._exchange(conn, req, attempt, attempt.timeout)
-        except UpstreamBroken as exc:
-            self.pool.release(conn)
-            # A reused connection the instance closed as the request went out. Only a request
-            # that is safe to repeat goes again, since the instance may have read it.
-            if not (exc.reused and attempt.body is not None and attempt.idempotent):
+        """Send *attempt* on a leased connection; the connection is given back on failure.
+
+        A reused keep-alive connection the instance closed as the request went out is tried
+        once more on a fresh one, if the request is safe to repeat (the instance may have
+        read it) and its body is held.
+        """
+        pool, key = self.pool, attempt.key
+        conn = pool.idle(key) or await pool.connect(key)
+        timeout = attempt.timeout
+        ends = time.monotonic() + timeout
+        while True:
+            try:
+                if attempt.body is not None:
+                    answer = conn.request(
+                        attempt.head, attempt.body, timeout, req.method == b"HEAD"
+                    )
+                    await answer.head
+                else:
+                    answer = await self._stream(conn, req, attempt, timeout)
+                return conn, answer
+            except UpstreamBroken as exc:
+                pool.release(conn)
+                if not (exc.reused and attempt.body is not None and attempt.idempotent):
+                    raise
+            except BaseException:
+                pool.release(conn)
                 raise
-        except BaseException:
-            self.pool.release(conn)
-            raise
-        conn = await self.pool.connect(key)
-        remaining = max(0.001, ends - time.monotonic())  # within the attempt's own time
-        try:
-            return conn, await self._exchange(conn, req, attempt, remaining)
-        except BaseException:
-            self.pool.release(conn)
-            raise
+            conn = await pool.connect(key)
+            timeout = max(0.001, ends - time.monotonic())  # within the attempt's own time
 
     @staticmethod
-    async def _exchange(
+    async def _stream(
         conn: UpstreamConnection, req: Request, attempt: Attempt, timeout: float
     ) -> Answer:
-        head_request = req.method == b"HEAD"
-        if attempt.body is not None:
-            return await conn.send(attempt.head, attempt.body, False, timeout, head_request)
+        """Send the client's body to the instance as it arrives."""
         body = req.body
         assert body is not None
+        assert attempt.tracked is not None
+        paced = ClientPaced(body.chunks(), attempt.tracked)
         chunked = req.content_length is None
-        paced = _client_paced(body.chunks(), attempt.tracked)
-        return await conn.send(attempt.head, paced, chunked, timeout, head_request, body.stop)
+        head_request = req.method == b"HEAD"
+        return await conn.request_streamed(
+            attempt.head, paced, chunked, timeout, head_request, body.stop
+        )
 
     async def _relay(
         self, reply: Reply, answer: Answer, service: Service, instance: Instance
@@ -289,11 +330,28 @@ class Forwarder:
         )  # fmt: skip
 
 
-async def _client_paced(chunks: AsyncIterator[bytes], tracked: Tracked) -> AsyncIterator[bytes]:
+def _unreachable() -> Refusal:
+    """The answer when no instance could be reached (or none answered better)."""
+    return Refusal(502, "upstream_unreachable", "no instance could be reached")
+
+
+class ClientPaced:
     """The client's body as it arrives; the waits for it are not the instance's latency."""
-    while True:
-        with tracked.waiting_for_client():
-            data = await anext(chunks, None)
+
+    __slots__ = ("_chunks", "_tracked")
+
+    def __init__(self, chunks: AsyncIterator[bytes], tracked: Tracked) -> None:
+        self._chunks, self._tracked = chunks, tracked
+
+    def __aiter__(self) -> ClientPaced:
+        return self
+
+    async def __anext__(self) -> bytes:
+        with self._tracked.waiting_for_client():
+            try:
+                data: bytes | None = await self._chunks.__anext__()
+            except StopAsyncIteration:
+                data = None  # the end of the body, not a fault of the client's
         if data is None:
-            return
-        yield data
+            raise StopAsyncIteration
+        return data

@@ -190,8 +190,8 @@ class ClientConnection(asyncio.Protocol):
                     501, "not_implemented", "CONNECT and protocol upgrades are not supported"
                 )
             )
-        except httptools.HttpParserCallbackError as exc:
-            cause = exc.__context__
+        except httptools.HttpParserCallbackError as failed:
+            cause = failed.__context__
             if isinstance(cause, ClientError):
                 self._refuse(cause)
             else:
@@ -199,8 +199,8 @@ class ClientConnection(asyncio.Protocol):
                 self._refuse(
                     ClientError(500, "internal_error", "the gateway failed to read the request")
                 )
-        except httptools.HttpParserError as exc:
-            log.debug("malformed request from %s: %s", self.peer, exc)
+        except httptools.HttpParserError as malformed:
+            log.debug("malformed request from %s: %s", self.peer, malformed)
             self._refuse(ClientError(400, "bad_request", "the request is not valid HTTP/1.1"))
         else:
             if body is not None and self.parsing is req:  # its chunked body is still arriving

@@ -37,7 +37,13 @@ def _made() -> str | None:
 
 def when_ready(server: Any) -> None:
     """Make the shared folder, now that the sockets are bound and before any worker starts."""
+    from gateway.compiled import running_compiled
+
     os.makedirs(os.path.join(FOLDER.create(export=False).path, "workers"), 0o700, exist_ok=True)
+    server.log.info(
+        "proxy core: %s",
+        "compiled (mypyc)" if running_compiled() else "plain Python (make compile builds it)",
+    )
 
 
 def on_exit(server: Any) -> None:

@@ -19,7 +19,6 @@ process-wide cache keyed by client input exists.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from functools import lru_cache
 from urllib.parse import quote
 
@@ -57,29 +56,50 @@ SET_BY_GATEWAY = frozenset(
 )
 _DROPPED = HOP_BY_HOP | SET_BY_GATEWAY | {b"content-length", b"expect"}
 # Tokens of Connection that name no other header.
-_CONNECTION_OPTIONS = frozenset({b"keep-alive", b"close", b""})
+CONNECTION_OPTIONS = frozenset({b"keep-alive", b"close", b""})
 
 
-@dataclass(slots=True)
 class RequestHeaders:
     """A client's headers, sorted into what the gateway reads and what it passes on."""
 
-    forward: list[bytes] = field(default_factory=list)  # b"Name: value" lines to pass on
-    host: bytes = b""
-    host_count: int = 0
-    content_length: int | None = None
-    chunked: bool = False
-    other_coding: bool = False  # a transfer coding besides one final "chunked"
-    close: bool = False  # "Connection: close" (it wins over keep-alive in any version)
-    expect_continue: bool = False
-    request_id: bytes = b""
-    idempotency_key: bool = False
-    forwarded_for: bytes = b""
-    forwarded_proto: bytes = b""
-    # W3C Trace Context: two traceparent fields make it invalid; tracestate fields are a list.
-    traceparent: bytes = b""
-    traceparent_count: int = 0
-    tracestate: bytes = b""
+    # A plain class with its own __init__, not a dataclass: built once per request, and a
+    # dataclass's generated __init__ would stay interpreted in a compiled build.
+    __slots__ = (
+        "chunked",
+        "close",
+        "content_length",
+        "expect_continue",
+        "forward",
+        "forwarded_for",
+        "forwarded_proto",
+        "host",
+        "host_count",
+        "idempotency_key",
+        "other_coding",
+        "request_id",
+        "traceparent",
+        "traceparent_count",
+        "tracestate",
+    )
+
+    def __init__(self) -> None:
+        self.forward: list[bytes] = []  # b"Name: value" lines to pass on
+        self.host = b""
+        self.host_count = 0
+        self.content_length: int | None = None
+        self.chunked = False
+        self.other_coding = False  # a transfer coding besides one final "chunked"
+        self.close = False  # "Connection: close" (it wins over keep-alive in any version)
+        self.expect_continue = False
+        self.request_id = b""
+        self.idempotency_key = False
+        self.forwarded_for = b""
+        self.forwarded_proto = b""
+        # W3C Trace Context: two traceparent fields make it invalid; tracestate fields are a
+        # list.
+        self.traceparent = b""
+        self.traceparent_count = 0
+        self.tracestate = b""
 
 
 def connection_tokens(value: bytes) -> frozenset[bytes]:
@@ -96,7 +116,7 @@ def classify(raw: list[tuple[bytes, bytes]]) -> RequestHeaders:
         if lower not in _DROPPED and lower not in _READ:
             # Dropped as nginx's underscores_in_headers off does: in WSGI and CGI, X_Foo and
             # X-Foo are the same variable, and SCRIPT_NAME is a real one that servers trust.
-            if b"_" not in name:
+            if name.find(b"_") < 0:  # find(): "in" first tries the needle as an int
                 h.forward.append(name + b": " + value)
         elif lower == b"host":
             h.host, h.host_count = value, h.host_count + 1
@@ -110,7 +130,7 @@ def classify(raw: list[tuple[bytes, bytes]]) -> RequestHeaders:
         elif lower == b"connection":
             tokens = connection_tokens(value)
             h.close = h.close or b"close" in tokens
-            named |= tokens - _CONNECTION_OPTIONS
+            named |= tokens - CONNECTION_OPTIONS
         elif lower == b"expect":
             h.expect_continue = value.lower() == b"100-continue"
         elif lower == b"x-request-id":
@@ -201,24 +221,15 @@ def upstream_head(
 
 
 # An upstream's answer: hop-by-hop and framing headers are dropped (the gateway frames the
-# answer itself), and its own X-Request-ID gives way to the gateway's.
-_RESPONSE_DROPPED = HOP_BY_HOP | {b"content-length", b"x-request-id"}
+# answer itself), and its own X-Request-ID gives way to the gateway's. The answer's fields are
+# sorted as llhttp hands them over (gateway.upstream.UpstreamConnection.on_header).
+RESPONSE_DROPPED = HOP_BY_HOP | {b"content-length", b"x-request-id"}
 
 
-def response_lines(raw: list[tuple[bytes, bytes]]) -> list[bytes]:
-    """The upstream answer's headers to pass on, as ``b"Name: value"`` lines."""
-    named: frozenset[bytes] = frozenset()
-    lines = []
-    for name, value in raw:
-        lower = name.lower()
-        if lower == b"connection":
-            if value.lower() not in _CONNECTION_OPTIONS:
-                named |= connection_tokens(value)
-        elif lower not in _RESPONSE_DROPPED:
-            lines.append(name + b": " + value)
-    if named - _CONNECTION_OPTIONS:
-        lines = [line for line in lines if line.split(b":", 1)[0].lower() not in named]
-    return lines
+def without_named(lines: list[bytes], named: frozenset[bytes]) -> list[bytes]:
+    """*lines* (``b"Name: value"``) but those whose name a ``Connection`` header listed."""
+    named = named - CONNECTION_OPTIONS
+    return [line for line in lines if line[: line.find(b":")].lower() not in named]
 
 
 # Visible ASCII but "%": what a value from Consul keeps as it is in a header field.

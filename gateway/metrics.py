@@ -22,7 +22,7 @@ from bisect import bisect_left
 from collections.abc import Callable, Collection, Iterator
 from dataclasses import dataclass
 from operator import itemgetter
-from typing import Any
+from typing import Any, ClassVar
 
 UNROUTED = "-"  # the service label of requests that matched no route
 BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
@@ -136,8 +136,8 @@ TALLY = Tally()
 class Worker:
     """What this worker knows besides its counts: the catalog's names, the last Consul read."""
 
-    known: frozenset[str] | None = None  # None until the first catalog: keep everything
-    last_sync: float | None = None
+    known: ClassVar[frozenset[str] | None] = None  # None until the first catalog: keep all
+    last_sync: ClassVar[float | None] = None
 
 
 def observe(service: str, status: int, seconds: float) -> None:

@@ -96,7 +96,7 @@ class Pool:
                 raise LocalResourceError(
                     f"no connection tried: {reason} ({exc.strerror})", reason
                 ) from exc
-            raise ConnectFailed(f"connect failed: {exc.strerror or type(exc).__name__}") from exc
+            raise ConnectFailed.of(exc) from exc
 
     def release(self, conn: UpstreamConnection) -> None:
         """Take a lent connection back: kept if its answer ended exactly, else closed."""

@@ -1,7 +1,7 @@
 """Relaying an instance's answer to the client: in one write when small, else as it arrives.
 
-The answer's headers pass through :func:`gateway.headers.response_lines` (hop-by-hop and
-framing dropped: the gateway frames each answer itself), and get the request's
+The answer's headers, sorted as they arrived (gateway.headers: hop-by-hop and framing
+dropped, the gateway frames each answer itself), get the request's
 ``X-Request-ID`` (and ``X-Upstream-Instance`` with ``GATEWAY_DEBUG_HEADERS``). A streamed
 answer goes at the client's pace: the instance is read no faster than the client reads
 (:mod:`gateway.body`'s flow control), and a silence longer than the stream's idle time cuts
@@ -12,14 +12,14 @@ from __future__ import annotations
 
 from gateway.answers import status_line
 from gateway.errors import UpstreamError
-from gateway.headers import field_value, response_lines
+from gateway.headers import field_value
 from gateway.reply import Reply
 from gateway.upstream import Answer
 
 
 def answer_lines(answer: Answer, request_id: str, instance_id: str | None) -> list[bytes]:
     """The header lines the client gets; *instance_id* only with debug headers on."""
-    lines = response_lines(answer.headers)
+    lines = answer.lines
     lines.append(b"X-Request-ID: " + request_id.encode())
     if instance_id is not None:
         lines.append(b"X-Upstream-Instance: " + field_value(instance_id))
@@ -36,10 +36,11 @@ def relay_now(reply: Reply, answer: Answer, lines: list[bytes]) -> bool:
         reply.whole(status, line, lines, None)
         return True
     whole = answer.whole
-    if whole is None and answer.body.done:
-        whole = answer.body.take()  # ended as its head arrived (a short chunked answer)
     if whole is None:
-        return False
+        body = answer.body
+        if body is None or not body.done:
+            return False
+        whole = body.take()  # ended as its head arrived (a short chunked answer)
     reply.whole(status, line, lines, whole)
     return True
 
@@ -48,9 +49,11 @@ async def relay_stream(reply: Reply, answer: Answer, lines: list[bytes], idle: f
     """Relay a large or open-ended answer as it arrives; raises UpstreamError if the instance
     breaks off or is silent for *idle* seconds (the client's connection is then cut), and
     ClientGone if the client leaves."""
+    body = answer.body
+    assert body is not None
     reply.start(answer.status, status_line(answer.status, answer.reason), lines, answer.length)
     try:
-        async for data in answer.body.chunks(idle):
+        async for data in body.chunks(idle):
             await reply.send(data)
     except UpstreamError:
         reply.cut("the instance's answer broke off")

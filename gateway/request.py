@@ -83,7 +83,7 @@ def check(req: Request, method: bytes, version: str, keep_alive: bool) -> bool:
     if method == b"TRACE" or method == b"CONNECT":
         raise ClientError(405, "method_not_allowed", f"{method.decode()} is not allowed")
     target = req.target
-    if target[:1] != b"/" or b"#" in target:
+    if target[:1] != b"/" or target.find(b"#") >= 0:
         raise ClientError(400, "bad_request", "the request target must be a path")
     req.content_length = headers.content_length
     return headers.chunked or bool(headers.content_length)

@@ -9,7 +9,6 @@ so a failing fleet does not get a multiple of its normal load.
 
 from __future__ import annotations
 
-import threading
 import time
 from collections.abc import Callable
 
@@ -28,6 +27,9 @@ class RetryBudget:
 
     Two fixed windows are blended (the previous one weighted by how much of it still overlaps
     a sliding window), which is cheap and close enough for a safety limit.
+
+    Counted on the event loop's thread only, so without a lock: :meth:`usage`, which the
+    admin thread calls, reads and changes nothing.
     """
 
     def __init__(
@@ -38,54 +40,60 @@ class RetryBudget:
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.ratio, self.floor, self.window, self.clock = ratio, floor, window, clock
-        self._lock = threading.Lock()
         self._start = clock()
         self._requests = self._retries = 0
         self._prev_requests = self._prev_retries = 0
         self.denied = 0
         self.granted = 0
 
+    def _rolled(self, now: float) -> tuple[float, float, float, float, float]:
+        """(start, requests, retries, previous requests, previous retries) as of *now*."""
+        start, elapsed = self._start, now - self._start
+        if elapsed < self.window:
+            return start, self._requests, self._retries, self._prev_requests, self._prev_retries
+        if elapsed < 2 * self.window:  # the current window became the previous one
+            return start + self.window, 0, 0, self._requests, self._retries
+        return now, 0, 0, 0, 0
+
     def _roll(self, now: float) -> float:
-        elapsed = now - self._start
-        if elapsed >= self.window:
-            recent = elapsed < 2 * self.window
-            self._prev_requests = self._requests if recent else 0
-            self._prev_retries = self._retries if recent else 0
-            self._requests = self._retries = 0
-            self._start = now if not recent else self._start + self.window
-            elapsed = now - self._start
-        return 1.0 - elapsed / self.window
+        """Move the windows on to *now*; return how much of the previous one still counts."""
+        if now - self._start >= self.window:
+            start, _, _, prev_requests, prev_retries = self._rolled(now)
+            self._start, self._requests, self._retries = start, 0, 0
+            self._prev_requests, self._prev_retries = int(prev_requests), int(prev_retries)
+        return 1.0 - (now - self._start) / self.window
 
     def record_request(self) -> None:
         """Count one incoming request."""
-        with self._lock:
-            self._roll(self.clock())
-            self._requests += 1
+        now = self.clock()
+        if now - self._start >= self.window:
+            self._roll(now)
+        self._requests += 1
 
     def try_acquire(self) -> bool:
         """Take one retry from the budget; False means the retry must not happen."""
-        with self._lock:
-            overlap = self._roll(self.clock())
-            requests = self._requests + self._prev_requests * overlap
-            retries = self._retries + self._prev_retries * overlap
-            if retries + 1 > self.ratio * requests + self.floor:
-                self.denied += 1
-                return False
-            self._retries += 1
-            self.granted += 1
-            return True
+        overlap = self._roll(self.clock())
+        requests = self._requests + self._prev_requests * overlap
+        retries = self._retries + self._prev_retries * overlap
+        if retries + 1 > self.ratio * requests + self.floor:
+            self.denied += 1
+            return False
+        self._retries += 1
+        self.granted += 1
+        return True
 
     def usage(self) -> dict[str, float]:
         """What the budget holds now, for the routing page; takes nothing from it."""
-        with self._lock:
-            overlap = self._roll(self.clock())
-            requests = self._requests + self._prev_requests * overlap
-            retries = self._retries + self._prev_retries * overlap
-            return {
-                "window_seconds": self.window,
-                "requests": round(requests, 1),
-                "retries": round(retries, 1),
-                "allowed": round(self.ratio * requests + self.floor, 1),
-                "granted_total": self.granted,
-                "denied_total": self.denied,
-            }
+        now = self.clock()
+        start, requests, retries, prev_requests, prev_retries = self._rolled(now)
+        overlap = 1.0 - (now - start) / self.window
+        requests += prev_requests * overlap
+        retries += prev_retries * overlap
+        return {
+            "window_seconds": self.window,
+            "requests": round(requests, 1),
+            "retries": round(retries, 1),
+            "allowed": round(self.ratio * requests + self.floor, 1),
+            "granted_total": self.granted,
+            "denied_total": self.denied,
+        }

@@ -25,9 +25,15 @@ from typing import TYPE_CHECKING, cast
 
 import httptools
 
-from gateway.body import UNBOUNDED, BodyBuffer
+from gateway.body import BodyBuffer
 from gateway.errors import UpstreamBadResponse, UpstreamBroken, UpstreamTimeout
 from gateway.framing import MAX_FRAMING, chunk, framing_excess
+from gateway.headers import (
+    CONNECTION_OPTIONS,
+    RESPONSE_DROPPED,
+    connection_tokens,
+    without_named,
+)
 
 if TYPE_CHECKING:
     from gateway.deadlines import Deadlines
@@ -64,16 +70,19 @@ class Answer:
     """One upstream answer: status and headers, then the body.
 
     *head* resolves when the status and headers are in, except for an answer of known small
-    length, which it awaits whole (:attr:`whole`), so that the proxy wakes once.
+    length, which it awaits whole (:attr:`whole`), so that the proxy wakes once. Any other
+    body arrives through :attr:`body`, a :class:`gateway.body.BodyBuffer`.
     """
 
     __slots__ = (
+        "_parts",
         "body",
         "chunked",
+        "done",
         "head",
-        "headers",
         "keep_alive",
         "length",
+        "lines",
         "reason",
         "started",
         "status",
@@ -81,22 +90,20 @@ class Answer:
         "whole",
     )
 
-    def __init__(self, conn: UpstreamConnection) -> None:
-        self.head: asyncio.Future[None] = conn.loop.create_future()
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.head: asyncio.Future[None] = loop.create_future()
         self.status, self.reason = 0, b""
-        self.headers: list[tuple[bytes, bytes]] = []
+        # The header fields to pass on, sorted as they arrive (UpstreamConnection.on_header).
+        self.lines: list[bytes] = []
         self.length: int | None = None
         self.chunked = False
         self.keep_alive = True
         self.started = False  # the final answer's head is parsed
-        self.body = BodyBuffer(conn, HIGH_WATER, conn.idle_timeout)
+        self.done = False  # the answer ended where its framing said
+        self.body: BodyBuffer | None = None  # a body relayed as it arrives
+        self._parts: list[bytes] = []  # a small body, read whole
         self.whole: bytes | None = None  # the body, when it was read whole within the attempt
         self.timed = False  # under the attempt's deadline (see gateway.deadlines)
-
-    @property
-    def done(self) -> bool:
-        """Whether the answer ended where its framing said."""
-        return self.body.done
 
     def fail(self, error: BaseException) -> None:
         """The answer will not end: wake whoever waits for its head or its body."""
@@ -104,7 +111,8 @@ class Answer:
         if not self.head.done():
             self.head.set_exception(error)
             self.head.exception()  # retrieved: the proxy may have stopped waiting already
-        self.body.fail(error)
+        if self.body is not None:
+            self.body.fail(error)
 
 
 class UpstreamConnection(asyncio.BufferedProtocol):
@@ -131,6 +139,8 @@ class UpstreamConnection(asyncio.BufferedProtocol):
         self._interim = False
         self._sent_whole = True  # False while a streamed body is cut short or still going
         self._header_bytes = 0
+        self._fields = 0  # header fields of the answer so far
+        self._named: frozenset[bytes] = frozenset()  # what its Connection header names
         self._framing = self._chunks = 0  # see gateway.framing
         self._drain: asyncio.Future[None] | None = None
         self._on_answer: Callable[[], None] | None = None
@@ -141,7 +151,7 @@ class UpstreamConnection(asyncio.BufferedProtocol):
         return (
             self.state == ACTIVE
             and answer is not None
-            and answer.body.done
+            and answer.done
             and answer.keep_alive
             and self._sent_whole
             and not self._head_request
@@ -162,7 +172,7 @@ class UpstreamConnection(asyncio.BufferedProtocol):
     def data_received(self, data: bytes) -> None:
         """Parse what the instance sent (called for each read, and by in-memory tests)."""
         answer = self.answer
-        if answer is None or answer.body.done or self.state != ACTIVE:
+        if answer is None or answer.done or self.state != ACTIVE:
             self.close()  # bytes nobody asked for: this connection can never be trusted again
             return
         received = -1
@@ -174,16 +184,16 @@ class UpstreamConnection(asyncio.BufferedProtocol):
             if self._header_bytes > MAX_HEADER_BYTES:
                 self._broken(UpstreamBadResponse("the answer's head is over 64 KiB"))
                 return
-        elif answer.chunked:
+        elif answer.chunked and answer.body is not None:
             received, self._chunks = answer.body.received, 0
         try:
             self.parser.feed_data(data)
-        except httptools.HttpParserCallbackError as exc:
-            self._broken(exc.__context__ or exc)
-        except httptools.HttpParserError as exc:
-            self._broken(UpstreamBadResponse(f"invalid answer: {exc}"))
+        except httptools.HttpParserCallbackError as failed:
+            self._broken(failed.__context__ or failed)
+        except httptools.HttpParserError as malformed:
+            self._broken(UpstreamBadResponse(f"invalid answer: {malformed}"))
         else:
-            if received >= 0 and not answer.body.done:
+            if received >= 0 and not answer.done and answer.body is not None:
                 body = answer.body.received - received
                 self._framing = framing_excess(self._framing, len(data), body, self._chunks)
                 if self._framing > MAX_FRAMING:
@@ -199,7 +209,7 @@ class UpstreamConnection(asyncio.BufferedProtocol):
             # Whether or not an answer came: a body still going out has nowhere to go.
             self._drain.set_exception(UpstreamBroken("the connection closed", self.reused))
         answer = self.answer
-        if answer is None or answer.body.done:
+        if answer is None or answer.done:
             return
         if answer.started and answer.length is None and not answer.chunked:
             self._finish(answer)  # a body delimited by the connection's end
@@ -236,7 +246,7 @@ class UpstreamConnection(asyncio.BufferedProtocol):
 
     def on_message_begin(self) -> None:
         answer = self.answer
-        if answer is None or answer.body.done:
+        if answer is None or answer.done:
             raise UpstreamBadResponse("the instance sent more than one answer")
 
     def on_status(self, reason: bytes) -> None:
@@ -244,6 +254,11 @@ class UpstreamConnection(asyncio.BufferedProtocol):
         self.answer.reason += reason
 
     def on_header(self, name: bytes, value: bytes) -> None:
+        """Sort one header field as it arrives: passed on, framing, or hop-by-hop.
+
+        What an answer loses is gateway.headers' rule (RESPONSE_DROPPED, and what Connection
+        names); sorting here, in the one callback llhttp makes per field, costs no second pass.
+        """
         answer = self.answer
         assert answer is not None
         if answer.started:
@@ -251,10 +266,25 @@ class UpstreamConnection(asyncio.BufferedProtocol):
             # passed on either (as nginx without proxy_pass_trailers); its size is bounded in
             # data_received.
             return
-        headers = answer.headers
-        if len(headers) >= MAX_HEADERS:
+        self._fields += 1
+        if self._fields > MAX_HEADERS:
             raise UpstreamBadResponse("the answer has too many headers")
-        headers.append((name, value))
+        lower = name.lower()
+        if lower not in RESPONSE_DROPPED:
+            answer.lines.append(name + b": " + value)
+        elif lower == b"content-length":
+            answer.length = int(value)  # llhttp refused anything but one plain number
+        elif lower == b"transfer-encoding":
+            # Only "chunked" alone, as nginx and Envoy insist: relaying "gzip, chunked" would
+            # need the coding kept end to end (an HTTP/1.0 client cannot take it), and dropping
+            # it hands the client gzip bytes it was not told about.
+            if answer.chunked or value.strip().lower() != b"chunked":
+                raise UpstreamBadResponse(
+                    f"unsupported Transfer-Encoding {value.decode('latin-1')!r}"
+                )
+            answer.chunked = True
+        elif lower == b"connection" and value.lower() not in CONNECTION_OPTIONS:
+            self._named |= connection_tokens(value)  # headers it names are hop-by-hop too
 
     def on_headers_complete(self) -> None:
         answer = self.answer
@@ -270,24 +300,14 @@ class UpstreamConnection(asyncio.BufferedProtocol):
                     "101 Switching Protocols to a request that asked for none"
                 )
             self._interim = True  # 100 Continue, 103 Early Hints: the final answer follows
-            answer.headers.clear()
-            answer.reason = b""
+            answer.lines, answer.reason = [], b""
+            answer.length, answer.chunked = None, False
+            self._fields, self._named = 0, frozenset()
             return
         answer.status = status
         answer.started = True
-        for name, value in answer.headers:
-            lower = name.lower()
-            if lower == b"content-length":
-                answer.length = int(value)  # llhttp refused anything but one plain number
-            elif lower == b"transfer-encoding":
-                # Only "chunked" alone, as nginx and Envoy insist: relaying "gzip, chunked"
-                # would need the coding kept end to end (an HTTP/1.0 client cannot take it),
-                # and dropping it hands the client gzip bytes it was not told about.
-                if answer.chunked or value.strip().lower() != b"chunked":
-                    raise UpstreamBadResponse(
-                        f"unsupported Transfer-Encoding {value.decode('latin-1')!r}"
-                    )
-                answer.chunked = True
+        if self._named:
+            answer.lines = without_named(answer.lines, self._named)
         if status == 204 or status == 304:
             answer.length = 0
         if self._drain is not None and not self._drain.done():
@@ -301,16 +321,22 @@ class UpstreamConnection(asyncio.BufferedProtocol):
         elif answer.length is not None and answer.length <= SMALL_ANSWER:
             # Held in full anyway: read in one go, and wake the proxy once, at the end.
             self._whole_body = True
-            answer.body.high_water = UNBOUNDED
         else:
+            # Relayed as it arrives: the attempt's deadline is met, each wait is bounded now.
+            answer.timed = False
+            answer.body = BodyBuffer(self, HIGH_WATER, self.idle_timeout)
             answer.head.set_result(None)
 
     def on_chunk_header(self) -> None:
         self._chunks += 1
 
     def on_body(self, data: bytes) -> None:
-        assert self.answer is not None
-        self.answer.body.feed(data)
+        answer = self.answer
+        assert answer is not None
+        if answer.body is None:
+            answer._parts.append(data)
+        else:
+            answer.body.feed(data)
 
     def on_message_complete(self) -> None:
         if self._interim:
@@ -323,10 +349,13 @@ class UpstreamConnection(asyncio.BufferedProtocol):
 
     def _finish(self, answer: Answer) -> None:
         answer.timed = False
+        answer.done = True
         if self._whole_body:
             self._whole_body = False
-            answer.whole = answer.body.take()
-        answer.body.finish()
+            parts = answer._parts
+            answer.whole = parts[0] if len(parts) == 1 else b"".join(parts)
+        if answer.body is not None:
+            answer.body.finish()
         if not answer.head.done():
             answer.head.set_result(None)
 
@@ -337,38 +366,43 @@ class UpstreamConnection(asyncio.BufferedProtocol):
 
     # -- used by the proxy ------------------------------------------------------------------
 
-    async def send(
+    def request(self, head: bytes, body: bytes, timeout: float, head_request: bool) -> Answer:
+        """Send a request whose body is whole; await the answer's :attr:`Answer.head`."""
+        transport = self.transport
+        assert transport is not None
+        answer = self._begin(head_request, None)
+        self._sent_whole = True
+        self.deadlines.add(self, answer, timeout)
+        # One write for head and body: one syscall, and no Nagle delay between them.
+        transport.write(head + body)
+        return answer
+
+    async def request_streamed(
         self,
         head: bytes,
-        body: bytes | AsyncIterator[bytes],
+        body: AsyncIterator[bytes],
         chunked: bool,
         timeout: float,
         head_request: bool,
         on_answer: Callable[[], None] | None = None,
     ) -> Answer:
-        """Send one request and wait for the answer's status and headers (or, for a small
-        answer, all of it).
+        """Send a request whose body arrives as it is sent, and wait for the answer's head.
 
-        A streamed *body* stops at an early answer; *on_answer* is then called, so that a
-        body source waiting for its client can stop waiting.
+        The body stops at an early answer; *on_answer* is then called, so that a body
+        source waiting for its client can stop waiting.
         """
-        transport = self.transport
-        assert transport is not None
-        self.state = ACTIVE
-        answer = self.answer = Answer(self)
-        self._head_request = head_request
-        self._header_bytes = self._framing = 0
-        self._on_answer = on_answer
-        if type(body) is bytes:
-            self._sent_whole = True
-            self.deadlines.add(self, answer, timeout)
-            # One write for head and body: one syscall, and no Nagle delay between them.
-            transport.write(head + body)
-        else:
-            await self._stream_body(
-                answer, head, cast(AsyncIterator[bytes], body), chunked, timeout
-            )
+        answer = self._begin(head_request, on_answer)
+        await self._stream_body(answer, head, body, chunked, timeout)
         await answer.head
+        return answer
+
+    def _begin(self, head_request: bool, on_answer: Callable[[], None] | None) -> Answer:
+        self.state = ACTIVE
+        answer = self.answer = Answer(self.loop)
+        self._head_request = head_request
+        self._header_bytes = self._framing = self._fields = 0
+        self._named = frozenset()
+        self._on_answer = on_answer
         return answer
 
     async def _stream_body(
@@ -403,7 +437,7 @@ class UpstreamConnection(asyncio.BufferedProtocol):
             if chunked:
                 transport.write(b"0\r\n\r\n")
             self._sent_whole = True
-        if not answer.body.done and answer.body.error is None:
+        if not answer.done and not answer.head.done():
             self.deadlines.add(self, answer, timeout)
 
     async def drain(self, timeout: float) -> None:

@@ -1,4 +1,5 @@
-"""Settings shared by every test folder: where an external Consul agent is, if any.
+"""Settings shared by every test folder: where an external Consul agent is, if any, and a check
+that the gateway's compiled hot path (``make compile``) is not older than its sources.
 
 ``--consul-addr http://host:port`` (or ``CONSUL_TEST_ADDR``, a variable meant for this alone) points
 tests at a real Consul agent; without either, folders start the Consul test double themselves.
@@ -11,6 +12,20 @@ import os
 from collections.abc import Mapping
 
 import pytest
+
+from gateway.compiled import stale
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Refuse to test a compiled module older than its source: the tests would pass or fail
+    for code that is no longer there."""
+    old = stale()
+    if old:
+        pytest.exit(
+            f"compiled modules older than their sources: {', '.join(old)}; run `make compile` "
+            "(or `make clean-compiled` to test them as plain Python)",
+            returncode=4,
+        )
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:

@@ -10,7 +10,7 @@ import pytest
 from discovery import tracing
 from discovery.tracing import ExportSettings
 from gateway.headers import classify, forwarded_tracestate, upstream_head
-from gateway.proxy import _hop
+from gateway.proxy import _record
 from gateway.request import Request
 from tests.unit.inmemory import Upstreams, answer, build, exchange, replies, run, service
 
@@ -34,14 +34,14 @@ def test_trace_headers_are_read_not_forwarded_as_they_came() -> None:
 
 
 def test_a_single_valid_traceparent_is_continued() -> None:
-    hop = _hop(_request([(b"Host", b"h"), (b"traceparent", VALID)]))
-    assert (hop.outgoing.trace_id, hop.parent_id) == (TRACE, SPAN)
-    assert hop.outgoing.parent_id != SPAN
+    record = _record(_request([(b"Host", b"h"), (b"traceparent", VALID)]))
+    assert (record.trace_id, record.parent_id) == (TRACE, SPAN)
+    assert record.span_id != SPAN
 
 
 def test_two_traceparent_fields_start_a_new_trace() -> None:
-    hop = _hop(_request([(b"Host", b"h"), (b"traceparent", VALID), (b"traceparent", VALID)]))
-    assert hop.parent_id == "" and hop.outgoing.trace_id != TRACE
+    record = _record(_request([(b"Host", b"h"), (b"traceparent", VALID), (b"traceparent", VALID)]))
+    assert record.parent_id == "" and record.trace_id != TRACE
 
 
 def test_the_trace_line_goes_upstream_after_the_request_id() -> None:
@@ -73,8 +73,8 @@ def test_without_a_traceparent_nothing_is_parsed(monkeypatch: pytest.MonkeyPatch
         raise AssertionError(f"parsed {value!r}")
 
     monkeypatch.setattr(tracing, "parse", refuse)
-    hop = _hop(_request([(b"Host", b"h")]))
-    assert hop.parent_id == "" and hop.outgoing.sampled
+    record = _record(_request([(b"Host", b"h")]))
+    assert record.parent_id == "" and record.flags == tracing.SAMPLED
 
 
 def sent_upstream(*headers: bytes, **settings: Any) -> bytes:
@@ -102,3 +102,13 @@ def test_the_gateway_starts_traces_as_its_sampler_says() -> None:
     assert re.search(rb"\r\ntraceparent: 00-[0-9a-f]{32}-[0-9a-f]{16}-00\r\n", new)
     continued = sent_upstream(b"traceparent: " + VALID, otel=off)  # parent-based: kept
     assert b"-" + TRACE.encode() + b"-" in continued and b"-01\r\n" in continued
+
+
+def test_a_new_trace_takes_the_request_id_the_gateway_drew() -> None:
+    req = _request([(b"Host", b"h")])
+    req.request_id, req.minted_id = "0af7651916cd43dd8448eb211c80319c", True
+    record = _record(req)
+    assert record.trace_id == req.request_id and len(record.span_id) == 16
+    client_given = _request([(b"Host", b"h")])
+    client_given.request_id = "0af7651916cd43dd8448eb211c80319c"  # sent by the client
+    assert _record(client_given).trace_id != client_given.request_id

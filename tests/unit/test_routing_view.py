@@ -70,17 +70,12 @@ def test_every_attempt_is_counted_in_its_instances_window() -> None:
 # -- why an instance failed and was ejected ---------------------------------------------------
 
 
-def _caused(error: UpstreamError, cause: BaseException) -> UpstreamError:
-    error.__cause__ = cause
-    return error
-
-
 @pytest.mark.parametrize(
     ("error", "status", "reason"),
     [
-        (_caused(ConnectFailed("x"), ConnectionRefusedError(111, "refused")), 0, "connect_refused"),
-        (_caused(ConnectFailed("x"), TimeoutError()), 0, "connect_timeout"),
-        (_caused(ConnectFailed("x"), OSError(113, "no route")), 0, "connect_failed"),
+        (ConnectFailed.of(ConnectionRefusedError(111, "refused")), 0, "connect_refused"),
+        (ConnectFailed.of(TimeoutError()), 0, "connect_timeout"),
+        (ConnectFailed.of(OSError(113, "no route")), 0, "connect_failed"),
         (UpstreamTimeout("slow"), 0, "timeout"),
         (UpstreamBroken("reset", reused=False), 0, "connection_broken"),
         (UpstreamBadResponse("garbage"), 0, "bad_response"),
